@@ -1,0 +1,151 @@
+"""The HTTP API hotlines integrate against."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from fastapi import APIRouter, FastAPI, HTTPException, Request, Response, status
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+from shared.contracts import HardshipReport
+
+from .metrics import IntakeMetrics
+from .repository import CaseRepository
+from .usecases import Intake
+
+
+class ReportAccepted(BaseModel):
+    case_id: str
+    status_url: str
+    duplicate: bool = Field(description="True when this (source, external_id) was already reported")
+
+
+class FieldError(BaseModel):
+    field: str
+    message: str
+
+
+class ValidationProblem(BaseModel):
+    error: str = "invalid report"
+    message: str
+    fields: list[FieldError]
+
+
+class AssignmentView(BaseModel):
+    helper_id: str
+    kind: str
+    name: str
+    distance_km: float | None = None
+
+
+class CandidateView(BaseModel):
+    helper_id: str
+    kind: str
+    score: float
+    distance_km: float | None = None
+
+
+class ExclusionView(BaseModel):
+    helper_id: str
+    reason: str
+
+
+class DecisionView(BaseModel):
+    outcome: str
+    reason: str
+    candidates: list[CandidateView] = []
+    excluded: list[ExclusionView] = []
+
+
+class OutreachView(BaseModel):
+    purpose: str
+    recipient_kind: str
+    channel: str
+    recipient: str = Field(description="Masked")
+    status: str
+    error: str | None = None
+    at: datetime
+
+
+class TimelineEntry(BaseModel):
+    status: str
+    at: datetime
+    reason: str | None = None
+
+
+class CaseView(BaseModel):
+    case_id: str
+    source: str
+    external_id: str
+    status: str
+    need: str
+    urgency: str
+    division_code: str
+    reported_at: datetime
+    received_at: datetime
+    assignment: AssignmentView | None = None
+    decision: DecisionView | None = None
+    outreach: list[OutreachView] = []
+    timeline: list[TimelineEntry] = []
+
+    @classmethod
+    def of(cls, doc: dict[str, Any]) -> CaseView:
+        return cls(
+            case_id=doc["_id"],
+            division_code=doc["location"]["division_code"],
+            **{k: doc.get(k) for k in (
+                "source", "external_id", "status", "need", "urgency", "reported_at",
+                "received_at", "assignment", "decision", "timeline")},
+            outreach=doc.get("outreach", []),
+        )
+
+
+def _field_name(loc: tuple[Any, ...]) -> str:
+    parts = [str(p) for p in loc if p not in ("body",)]
+    return ".".join(parts) or "body"
+
+
+def install_error_handler(app: FastAPI, metrics: IntakeMetrics) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [FieldError(field=_field_name(tuple(e["loc"])), message=e["msg"])
+                  for e in exc.errors()]
+        metrics.rejected.labels("validation").inc()
+        problem = ValidationProblem(
+            message="; ".join(f"{e.field}: {e.message}" for e in errors), fields=errors
+        )
+        return JSONResponse(problem.model_dump(), status_code=422)
+
+
+def router(intake: Intake, cases: CaseRepository) -> APIRouter:
+    api = APIRouter(prefix="/v1", tags=["reports"])
+
+    @api.post(
+        "/reports",
+        status_code=status.HTTP_202_ACCEPTED,
+        response_model=ReportAccepted,
+        responses={
+            200: {"model": ReportAccepted, "description": "Already reported: the same case"},
+            422: {"model": ValidationProblem, "description": "Bad input; each bad field named"},
+        },
+        summary="Post a hardship report",
+    )
+    async def post_report(report: HardshipReport, response: Response) -> ReportAccepted:
+        accepted = await intake.accept(report)
+        if not accepted.created:
+            response.status_code = status.HTTP_200_OK
+        return ReportAccepted(case_id=accepted.case_id, status_url=accepted.status_url,
+                              duplicate=not accepted.created)
+
+    @api.get("/cases/{case_id}", response_model=CaseView, summary="A case and its history",
+             responses={404: {"description": "No such case"}})
+    async def get_case(case_id: str) -> CaseView:
+        doc = await cases.get(case_id)
+        if doc is None:
+            raise HTTPException(status_code=404, detail="case not found")
+        return CaseView.of(doc)
+
+    return api

@@ -1,0 +1,333 @@
+"""The contracts between CareRelay and the outside world, and between its services.
+
+Hotlines integrate against `HardshipReport`; services talk through the events below.
+Every event carries an id, a time, a schema version and the case id. Readers ignore
+fields they do not know, so a producer may add fields without breaking older consumers.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import datetime, timezone
+from enum import StrEnum
+from typing import Annotated, ClassVar, Literal
+
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+)
+
+SCHEMA_VERSION = 1
+
+
+class Need(StrEnum):
+    food = "food"
+    medicine = "medicine"
+    medical_care = "medical_care"
+    daily_care = "daily_care"
+    emergency = "emergency"
+    benefits = "benefits"
+    utilities = "utilities"
+    rehabilitation = "rehabilitation"
+    assistive_device = "assistive_device"
+    accessibility_renovation = "accessibility_renovation"
+    disability_assessment = "disability_assessment"
+    employment = "employment"
+    education = "education"
+    housing = "housing"
+    legal_aid = "legal_aid"
+    psychological_support = "psychological_support"
+    other = "other"
+
+
+class Urgency(StrEnum):
+    immediate = "immediate"
+    within_24h = "within_24h"
+    within_72h = "within_72h"
+    routine = "routine"
+
+
+class DisabilityCategory(StrEnum):
+    visual = "visual"
+    hearing = "hearing"
+    speech = "speech"
+    physical = "physical"
+    intellectual = "intellectual"
+    mental = "mental"
+    multiple = "multiple"
+
+
+class ContactChannel(StrEnum):
+    sms = "sms"
+    voice = "voice"
+    wechat = "wechat"
+    email = "email"
+
+
+class HelperKind(StrEnum):
+    volunteer = "volunteer"
+    paired_cadre = "paired_cadre"
+    community_worker = "community_worker"
+    agency = "agency"
+    duty_desk = "duty_desk"
+
+
+class CaseStatus(StrEnum):
+    received = "received"
+    assigned = "assigned"
+    escalated = "escalated"
+
+
+DIVISION_CODE = re.compile(r"^(\d{6}|\d{9}|\d{12})$")
+PHONE = re.compile(r"^\+?[0-9][0-9\- ]{5,19}$")
+
+NonEmpty = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
+
+
+class _Inbound(BaseModel):
+    """Tolerant reader: unknown fields are ignored, so hotlines may send more than we know."""
+
+    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
+
+
+def _division_code(value: str) -> str:
+    if not DIVISION_CODE.match(value):
+        raise ValueError("must be a 6-, 9- or 12-digit administrative division code")
+    return value
+
+
+def county_of(division_code: str) -> str:
+    """The county-level (6-digit) prefix of any division code."""
+    return division_code[:6]
+
+
+class Disability(_Inbound):
+    category: DisabilityCategory
+    grade: int = Field(ge=1, le=4, description="1 is the most severe (GB/T 26341)")
+
+
+class Person(_Inbound):
+    name: NonEmpty = Field(max_length=100)
+    phone: str = Field(max_length=24)
+    disability: Disability
+    lives_alone: bool = False
+    household_disabled_count: int = Field(default=1, ge=0, le=20)
+    low_income: bool = False
+    carer_phone: str | None = Field(default=None, max_length=24)
+    preferred_channel: ContactChannel | None = None
+
+    @field_validator("phone", "carer_phone")
+    @classmethod
+    def _phone(cls, value: str | None) -> str | None:
+        if value is not None and not PHONE.match(value):
+            raise ValueError("must be a phone number of 6 to 20 digits")
+        return value
+
+
+class Location(_Inbound):
+    lat: float = Field(ge=-90, le=90)
+    lon: float = Field(ge=-180, le=180)
+    address: NonEmpty = Field(max_length=300)
+    division_code: str
+
+    _check_division = field_validator("division_code")(_division_code)
+
+
+class HardshipReport(_Inbound):
+    """A hardship report as a hotline posts it (HTTP body or AMQP message body)."""
+
+    source: Annotated[
+        str, StringConstraints(strip_whitespace=True, pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")
+    ] = Field(description="The reporting system, e.g. `12345-wuhan`; lower case, digits, . _ -")
+    external_id: NonEmpty = Field(max_length=128, description="The hotline's own ticket id")
+    reported_at: AwareDatetime = Field(description="ISO 8601 with a UTC offset")
+    need: Need
+    urgency: Urgency
+    description: str = Field(default="", max_length=4000)
+    person: Person
+    location: Location
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "source": "12345-wuhan",
+                    "external_id": "WH20221122-004518",
+                    "reported_at": "2022-11-22T08:15:00+08:00",
+                    "need": "medicine",
+                    "urgency": "immediate",
+                    "description": "一级视力残疾，独居，小区封控，降压药只剩一天的量，无法外出购药。",
+                    "person": {
+                        "name": "张秀英",
+                        "phone": "13800138000",
+                        "disability": {"category": "visual", "grade": 1},
+                        "lives_alone": True,
+                        "household_disabled_count": 1,
+                        "low_income": True,
+                        "carer_phone": None,
+                        "preferred_channel": "voice",
+                    },
+                    "location": {
+                        "lat": 30.5801,
+                        "lon": 114.2734,
+                        "address": "湖北省武汉市江汉区北湖街道某小区3栋2单元401",
+                        "division_code": "420103",
+                    },
+                }
+            ]
+        }
+    )
+
+
+# ---------------------------------------------------------------- events
+
+
+def new_event_id() -> str:
+    return uuid.uuid4().hex
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Event(BaseModel):
+    """Envelope every event shares."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+    routing_key: ClassVar[str]
+
+    event_id: str = Field(default_factory=new_event_id)
+    occurred_at: datetime = Field(default_factory=utcnow)
+    schema_version: int = SCHEMA_VERSION
+    case_id: str
+
+
+class CaseFacts(BaseModel):
+    """What matching needs to know about a case, without anything that identifies the person."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    source: str
+    need: Need
+    urgency: Urgency
+    disability_category: DisabilityCategory
+    disability_grade: int
+    lives_alone: bool
+    household_disabled_count: int
+    low_income: bool
+    has_carer: bool
+    lat: float
+    lon: float
+    division_code: str
+    reported_at: datetime
+    received_at: datetime
+
+
+class HardshipReported(Event):
+    routing_key: ClassVar[str] = "hardship.reported"
+    event_type: Literal["hardship.reported"] = "hardship.reported"
+    facts: CaseFacts
+
+
+class AssignedHelper(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    helper_id: str
+    kind: HelperKind
+    name: str
+    distance_km: float | None = None
+
+
+class CaseAssigned(Event):
+    routing_key: ClassVar[str] = "case.assigned"
+    event_type: Literal["case.assigned"] = "case.assigned"
+    helper: AssignedHelper
+    need: Need
+    urgency: Urgency
+    division_code: str
+    received_at: datetime
+
+
+class CaseEscalated(Event):
+    routing_key: ClassVar[str] = "case.escalated"
+    event_type: Literal["case.escalated"] = "case.escalated"
+    helper: AssignedHelper
+    reason: str
+    need: Need
+    urgency: Urgency
+    division_code: str
+    received_at: datetime
+
+
+class OutreachSent(Event):
+    routing_key: ClassVar[str] = "outreach.sent"
+    event_type: Literal["outreach.sent"] = "outreach.sent"
+    channel: str
+    purpose: str
+    recipient_kind: str
+
+
+class OutreachFailed(Event):
+    routing_key: ClassVar[str] = "outreach.failed"
+    event_type: Literal["outreach.failed"] = "outreach.failed"
+    channel: str
+    purpose: str
+    recipient_kind: str
+    error: str
+
+
+# ---------------------------------------------------------------- registry
+
+
+class Contact(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    phone: str | None = None
+    email: str | None = None
+    wechat_webhook: str | None = Field(
+        default=None, description="WeChat Work group-bot webhook URL for this helper's team"
+    )
+
+
+class HelperRecord(BaseModel):
+    """A volunteer, cadre, community worker, agency or the duty desk, as the registry holds it."""
+
+    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
+
+    id: NonEmpty = Field(max_length=64)
+    kind: HelperKind
+    name: NonEmpty = Field(max_length=200)
+    active: bool = True
+    lat: float | None = Field(default=None, ge=-90, le=90)
+    lon: float | None = Field(default=None, ge=-180, le=180)
+    radius_km: float = Field(default=5.0, gt=0, le=500)
+    capacity: int = Field(default=3, ge=0, le=10_000)
+    skills: list[str] = Field(default_factory=list)
+    needs: list[Need] = Field(
+        default_factory=list, description="Need categories served; empty means every need"
+    )
+    divisions: list[str] = Field(
+        default_factory=list, description="Division codes served (agencies, duty desks)"
+    )
+    contact: Contact = Field(default_factory=Contact)
+
+    _check_divisions = field_validator("divisions")(
+        lambda values: [_division_code(v) for v in values]
+    )
+
+
+class Registry(BaseModel):
+    helpers: list[HelperRecord]
+
+
+class RegistryChanged(BaseModel):
+    routing_key: ClassVar[str] = "registry.changed"
+    event_id: str = Field(default_factory=new_event_id)
+    occurred_at: datetime = Field(default_factory=utcnow)
+    schema_version: int = SCHEMA_VERSION
+    helper_ids: list[str]

@@ -1,0 +1,102 @@
+"""What every service's `build_app()` shares: lifecycle, health, readiness and metrics."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+from fastapi import FastAPI, Response
+from fastapi.responses import JSONResponse
+from faststream.rabbit import RabbitBroker
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from pymongo import AsyncMongoClient
+from pymongo.asynchronous.database import AsyncDatabase
+
+from shared.messaging import build_broker
+from shared.settings import CommonSettings
+from shared.storage import Document, ensure_indexes, mongo_client, ping
+from shared.topology import Route, declare_dead_letters
+
+Hook = Callable[[], Awaitable[None]]
+
+
+@dataclass
+class Runtime:
+    """The connections one service process owns. Created without I/O; opened by the lifespan."""
+
+    name: str
+    settings: CommonSettings
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+    broker: RabbitBroker = field(init=False)
+    mongo: AsyncMongoClient[Document] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.broker = build_broker(self.settings, self.registry, self.name)
+        self.mongo = mongo_client(self.settings)
+
+    @property
+    def db(self) -> AsyncDatabase[Document]:
+        return self.mongo[self.settings.mongo_db]
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level,
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+        force=True,
+    )
+
+
+def create_app(
+    runtime: Runtime,
+    *,
+    title: str,
+    description: str,
+    consumes: Sequence[Route] = (),
+    on_startup: Sequence[Hook] = (),
+    on_shutdown: Sequence[Hook] = (),
+) -> FastAPI:
+    """A FastAPI app that opens the broker and database on startup and closes them on shutdown."""
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await ensure_indexes(runtime.db)
+        await runtime.broker.connect()
+        await declare_dead_letters(runtime.broker, *consumes)
+        await runtime.broker.start()
+        for hook in on_startup:
+            await hook()
+        try:
+            yield
+        finally:
+            for hook in on_shutdown:
+                await hook()
+            await runtime.broker.stop()
+            await runtime.mongo.close()
+
+    app = FastAPI(title=title, description=description, version="1", lifespan=lifespan)
+    app.state.runtime = runtime
+
+    @app.get("/healthz", tags=["operations"], summary="The process is alive")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["operations"], summary="Broker and database are reachable")
+    async def readyz() -> JSONResponse:
+        checks = {
+            "broker": await runtime.broker.ping(timeout=2.0),
+            "database": await ping(runtime.db),
+        }
+        ready = all(checks.values())
+        return JSONResponse(
+            {"status": "ready" if ready else "not ready", "checks": checks},
+            status_code=200 if ready else 503,
+        )
+
+    @app.get("/metrics", tags=["operations"], summary="Prometheus metrics")
+    async def metrics() -> Response:
+        return Response(generate_latest(runtime.registry), media_type=CONTENT_TYPE_LATEST)
+
+    return app

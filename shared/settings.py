@@ -1,0 +1,51 @@
+"""Settings every service reads from the environment (pydantic-settings)."""
+
+from __future__ import annotations
+
+from typing import Literal, Self
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shared.topology import QueueKind
+
+DEV_SECRET = "development-only-not-a-secret"  # noqa: S105 - the marker refused outside development
+DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
+EMBEDDED_MONGO_PORT = 27027
+DEFAULT_MONGO_URL = f"mongodb://127.0.0.1:{EMBEDDED_MONGO_PORT}/?directConnection=true"
+
+
+class CommonSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=None, extra="ignore")
+
+    environment: Literal["development", "test", "production"] = Field(
+        default="development", validation_alias="CARERELAY_ENV"
+    )
+    amqp_url: str = Field(default=DEFAULT_AMQP_URL, validation_alias="AMQP_URL")
+    mongo_url: str = Field(default=DEFAULT_MONGO_URL, validation_alias="MONGO_URL")
+    mongo_db: str = Field(default="carerelay", validation_alias="MONGO_DB")
+    queue_type: QueueKind = Field(default="quorum", validation_alias="QUEUE_TYPE")
+    delivery_limit: int = Field(default=5, ge=1, validation_alias="DELIVERY_LIMIT")
+    prefetch: int = Field(default=32, ge=1, le=1000, validation_alias="PREFETCH")
+    host: str = Field(default="127.0.0.1", validation_alias="BIND_HOST")
+    log_level: str = Field(default="INFO", validation_alias="LOG_LEVEL")
+
+    def _secrets(self) -> dict[str, SecretStr]:
+        return {
+            name: value
+            for name, value in self.__dict__.items()
+            if isinstance(value, SecretStr)
+        }
+
+    @model_validator(mode="after")
+    def _refuse_development_defaults(self) -> Self:
+        if self.environment != "production":
+            return self
+        weak = [name for name, v in self._secrets().items() if v.get_secret_value() == DEV_SECRET]
+        if "guest:guest@" in self.amqp_url:
+            weak.append("amqp_url (guest credentials)")
+        if weak:
+            raise ValueError(
+                "refusing development defaults in production: " + ", ".join(sorted(weak))
+            )
+        return self

@@ -1,0 +1,43 @@
+"""MongoDB access shared by the services: one client per process, collections and indexes.
+
+Only features a real MongoDB server has are used, so the same code runs on SecantusDB
+(the embedded default) and on `mongo` in compose. Writes are single-document conditional
+updates; `modified_count` says who won a race.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pymongo import ASCENDING, AsyncMongoClient
+from pymongo.asynchronous.database import AsyncDatabase
+
+from shared.settings import CommonSettings
+
+CASES = "cases"
+HELPERS = "helpers"
+
+Document = dict[str, Any]
+
+
+def mongo_client(settings: CommonSettings) -> AsyncMongoClient[Document]:
+    """Create the client; it connects lazily, on first use (no I/O here)."""
+    return AsyncMongoClient(
+        settings.mongo_url,
+        tz_aware=True,
+        serverSelectionTimeoutMS=5_000,
+        appname="carerelay",
+    )
+
+
+async def ensure_indexes(db: AsyncDatabase[Document]) -> None:
+    await db[CASES].create_index([("outbox", ASCENDING)], sparse=True, name="outbox_pending")
+    await db[HELPERS].create_index([("kind", ASCENDING)], name="helper_kind")
+
+
+async def ping(db: AsyncDatabase[Document]) -> bool:
+    try:
+        await db.command("ping")
+    except Exception:  # any failure means not ready; the probe says so, not why
+        return False
+    return True

@@ -1,0 +1,96 @@
+"""The RabbitMQ topology, declared once: publishers and subscribers both import it.
+
+    hotline ──report.submitted──▶ [intake.reports]
+    intake ──hardship.reported──▶ carerelay.events ──▶ [matching.hardship-reported]
+    matching ──case.assigned / case.escalated──▶ carerelay.events ──▶ [notify.case-*]
+    notify ──outreach.sent / outreach.failed──▶ carerelay.events
+    every queue ──rejected / over delivery limit──▶ carerelay.dlx ──▶ [<queue>.dlq]
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from faststream.rabbit import ExchangeType, QueueType, RabbitBroker, RabbitExchange, RabbitQueue
+
+from shared.contracts import (
+    CaseAssigned,
+    CaseEscalated,
+    HardshipReported,
+    RegistryChanged,
+)
+
+EVENTS = RabbitExchange("carerelay.events", type=ExchangeType.TOPIC, durable=True)
+DEAD_LETTERS = RabbitExchange("carerelay.dlx", type=ExchangeType.DIRECT, durable=True)
+
+QueueKind = Literal["quorum", "classic"]
+
+
+@dataclass(frozen=True)
+class Route:
+    """A durable work queue bound to one routing key on the events exchange."""
+
+    queue: str
+    routing_key: str
+
+    @property
+    def dead_letter_queue(self) -> str:
+        return f"{self.queue}.dlq"
+
+
+# Hotlines that prefer AMQP publish a HardshipReport body to exchange `carerelay.events`
+# with routing key `report.submitted` (or straight to queue `intake.reports`).
+INTAKE_REPORTS = Route("intake.reports", "report.submitted")
+MATCHING_REPORTED = Route("matching.hardship-reported", HardshipReported.routing_key)
+NOTIFY_ASSIGNED = Route("notify.case-assigned", CaseAssigned.routing_key)
+NOTIFY_ESCALATED = Route("notify.case-escalated", CaseEscalated.routing_key)
+
+ALL_ROUTES = (INTAKE_REPORTS, MATCHING_REPORTED, NOTIFY_ASSIGNED, NOTIFY_ESCALATED)
+REGISTRY_CHANGED_KEY = RegistryChanged.routing_key
+
+
+def work_queue(route: Route, kind: QueueKind = "quorum", delivery_limit: int = 5) -> RabbitQueue:
+    """The queue a consuming service subscribes to; failures dead-letter to `<queue>.dlq`."""
+    arguments: dict[str, Any] = {
+        "x-dead-letter-exchange": DEAD_LETTERS.name,
+        "x-dead-letter-routing-key": route.queue,
+    }
+    if kind == "quorum":
+        arguments["x-delivery-limit"] = delivery_limit
+        return RabbitQueue(
+            route.queue,
+            queue_type=QueueType.QUORUM,
+            arguments=arguments,  # type: ignore[arg-type]
+            routing_key=route.routing_key,
+        )
+    return RabbitQueue(
+        route.queue,
+        queue_type=QueueType.CLASSIC,
+        durable=True,
+        arguments=arguments,  # type: ignore[arg-type]
+        routing_key=route.routing_key,
+    )
+
+
+def dead_letter_queue(route: Route) -> RabbitQueue:
+    return RabbitQueue(route.dead_letter_queue, durable=True, routing_key=route.queue)
+
+
+def registry_queue(replica: str) -> RabbitQueue:
+    """Each matching replica gets its own short-lived queue so every replica sees every change."""
+    return RabbitQueue(
+        f"matching.registry.{replica}",
+        durable=False,
+        exclusive=True,
+        auto_delete=True,
+        routing_key=REGISTRY_CHANGED_KEY,
+    )
+
+
+async def declare_dead_letters(broker: RabbitBroker, *routes: Route) -> None:
+    """Declare the dead-letter exchange and one dead-letter queue per work queue."""
+    exchange = await broker.declare_exchange(DEAD_LETTERS)
+    for route in routes:
+        queue = await broker.declare_queue(dead_letter_queue(route))
+        await queue.bind(exchange, routing_key=route.queue)
