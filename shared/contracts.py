@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, ClassVar, Literal
 
@@ -161,7 +161,7 @@ class HardshipReport(_Inbound):
                     "reported_at": "2022-11-22T08:15:00+08:00",
                     "need": "medicine",
                     "urgency": "immediate",
-                    "description": "一级视力残疾，独居，小区封控，降压药只剩一天的量，无法外出购药。",
+                    "description": "一级视力残疾，独居，小区封控，降压药只剩一天的量，无法外出购药。",  # noqa: E501
                     "person": {
                         "name": "张秀英",
                         "phone": "13800138000",
@@ -192,7 +192,7 @@ def new_event_id() -> str:
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class Event(BaseModel):
@@ -200,6 +200,11 @@ class Event(BaseModel):
 
     model_config = ConfigDict(extra="ignore", frozen=True)
     routing_key: ClassVar[str]
+
+    @classmethod
+    def slot(cls) -> str:
+        """Where a case document keeps the last event of this type (no dots in field names)."""
+        return cls.routing_key.replace(".", "_")
 
     event_id: str = Field(default_factory=new_event_id)
     occurred_at: datetime = Field(default_factory=utcnow)

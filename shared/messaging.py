@@ -28,7 +28,9 @@ class RejectInvalidMessages(BaseMiddleware):
             raise RejectMessage from exc
 
 
-def build_broker(settings: CommonSettings, registry: CollectorRegistry, app_name: str) -> RabbitBroker:
+def build_broker(
+    settings: CommonSettings, registry: CollectorRegistry, app_name: str
+) -> RabbitBroker:
     return RabbitBroker(
         settings.amqp_url,
         default_channel=Channel(prefetch_count=settings.prefetch, publisher_confirms=True),

@@ -65,9 +65,9 @@ def create_app(
         await ensure_indexes(runtime.db)
         await runtime.broker.connect()
         await declare_dead_letters(runtime.broker, *consumes)
-        await runtime.broker.start()
-        for hook in on_startup:
+        for hook in on_startup:  # before consuming: e.g. matching loads its helper index
             await hook()
+        await runtime.broker.start()
         try:
             yield
         finally:

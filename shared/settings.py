@@ -32,9 +32,7 @@ class CommonSettings(BaseSettings):
 
     def _secrets(self) -> dict[str, SecretStr]:
         return {
-            name: value
-            for name, value in self.__dict__.items()
-            if isinstance(value, SecretStr)
+            name: value for name, value in self.__dict__.items() if isinstance(value, SecretStr)
         }
 
     @model_validator(mode="after")

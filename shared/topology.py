@@ -10,16 +10,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 from faststream.rabbit import ExchangeType, QueueType, RabbitBroker, RabbitExchange, RabbitQueue
+from faststream.rabbit.schemas.queue import ClassicQueueArgs, QuorumQueueArgs
 
-from shared.contracts import (
-    CaseAssigned,
-    CaseEscalated,
-    HardshipReported,
-    RegistryChanged,
-)
+from shared.contracts import CaseAssigned, CaseEscalated, HardshipReported, RegistryChanged
 
 EVENTS = RabbitExchange("carerelay.events", type=ExchangeType.TOPIC, durable=True)
 DEAD_LETTERS = RabbitExchange("carerelay.dlx", type=ExchangeType.DIRECT, durable=True)
@@ -40,7 +36,7 @@ class Route:
 
 
 # Hotlines that prefer AMQP publish a HardshipReport body to exchange `carerelay.events`
-# with routing key `report.submitted` (or straight to queue `intake.reports`).
+# with routing key `report.submitted`.
 INTAKE_REPORTS = Route("intake.reports", "report.submitted")
 MATCHING_REPORTED = Route("matching.hardship-reported", HardshipReported.routing_key)
 NOTIFY_ASSIGNED = Route("notify.case-assigned", CaseAssigned.routing_key)
@@ -52,25 +48,20 @@ REGISTRY_CHANGED_KEY = RegistryChanged.routing_key
 
 def work_queue(route: Route, kind: QueueKind = "quorum", delivery_limit: int = 5) -> RabbitQueue:
     """The queue a consuming service subscribes to; failures dead-letter to `<queue>.dlq`."""
-    arguments: dict[str, Any] = {
+    if kind == "quorum":
+        quorum: QuorumQueueArgs = {
+            "x-dead-letter-exchange": DEAD_LETTERS.name,
+            "x-dead-letter-routing-key": route.queue,
+            "x-delivery-limit": delivery_limit,
+        }
+        return RabbitQueue(
+            route.queue, QueueType.QUORUM, arguments=quorum, routing_key=route.routing_key
+        )
+    classic: ClassicQueueArgs = {
         "x-dead-letter-exchange": DEAD_LETTERS.name,
         "x-dead-letter-routing-key": route.queue,
     }
-    if kind == "quorum":
-        arguments["x-delivery-limit"] = delivery_limit
-        return RabbitQueue(
-            route.queue,
-            queue_type=QueueType.QUORUM,
-            arguments=arguments,  # type: ignore[arg-type]
-            routing_key=route.routing_key,
-        )
-    return RabbitQueue(
-        route.queue,
-        queue_type=QueueType.CLASSIC,
-        durable=True,
-        arguments=arguments,  # type: ignore[arg-type]
-        routing_key=route.routing_key,
-    )
+    return RabbitQueue(route.queue, arguments=classic, routing_key=route.routing_key)
 
 
 def dead_letter_queue(route: Route) -> RabbitQueue:

@@ -96,9 +96,21 @@ class CaseView(BaseModel):
         return cls(
             case_id=doc["_id"],
             division_code=doc["location"]["division_code"],
-            **{k: doc.get(k) for k in (
-                "source", "external_id", "status", "need", "urgency", "reported_at",
-                "received_at", "assignment", "decision", "timeline")},
+            **{
+                k: doc.get(k)
+                for k in (
+                    "source",
+                    "external_id",
+                    "status",
+                    "need",
+                    "urgency",
+                    "reported_at",
+                    "received_at",
+                    "assignment",
+                    "decision",
+                    "timeline",
+                )
+            },
             outreach=doc.get("outreach", []),
         )
 
@@ -111,8 +123,9 @@ def _field_name(loc: tuple[Any, ...]) -> str:
 def install_error_handler(app: FastAPI, metrics: IntakeMetrics) -> None:
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = [FieldError(field=_field_name(tuple(e["loc"])), message=e["msg"])
-                  for e in exc.errors()]
+        errors = [
+            FieldError(field=_field_name(tuple(e["loc"])), message=e["msg"]) for e in exc.errors()
+        ]
         metrics.rejected.labels("validation").inc()
         problem = ValidationProblem(
             message="; ".join(f"{e.field}: {e.message}" for e in errors), fields=errors
@@ -137,11 +150,16 @@ def router(intake: Intake, cases: CaseRepository) -> APIRouter:
         accepted = await intake.accept(report)
         if not accepted.created:
             response.status_code = status.HTTP_200_OK
-        return ReportAccepted(case_id=accepted.case_id, status_url=accepted.status_url,
-                              duplicate=not accepted.created)
+        return ReportAccepted(
+            case_id=accepted.case_id, status_url=accepted.status_url, duplicate=not accepted.created
+        )
 
-    @api.get("/cases/{case_id}", response_model=CaseView, summary="A case and its history",
-             responses={404: {"description": "No such case"}})
+    @api.get(
+        "/cases/{case_id}",
+        response_model=CaseView,
+        summary="A case and its history",
+        responses={404: {"description": "No such case"}},
+    )
     async def get_case(case_id: str) -> CaseView:
         doc = await cases.get(case_id)
         if doc is None:

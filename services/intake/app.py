@@ -37,13 +37,16 @@ def build_app(settings: IntakeSettings | None = None) -> FastAPI:
     )
 
     @runtime.broker.subscriber(
-        work_queue(INTAKE_REPORTS, settings.queue_type, settings.delivery_limit), EVENTS,
-        title="intake.reports", description="Hotlines may post a HardshipReport here over AMQP.",
+        work_queue(INTAKE_REPORTS, settings.queue_type, settings.delivery_limit),
+        EVENTS,
+        title="intake.reports",
+        description="Hotlines may post a HardshipReport here over AMQP.",
     )
     async def on_report(report: HardshipReport) -> ReportAccepted:
         accepted = await intake.accept(report)
-        return ReportAccepted(case_id=accepted.case_id, status_url=accepted.status_url,
-                              duplicate=not accepted.created)
+        return ReportAccepted(
+            case_id=accepted.case_id, status_url=accepted.status_url, duplicate=not accepted.created
+        )
 
     relay_task: asyncio.Task[None] | None = None
 

@@ -37,8 +37,10 @@ def facts_of(report: HardshipReport, received_at: datetime) -> CaseFacts:
     )
 
 
-def open_case(report: HardshipReport, case_id: str, now: datetime) -> tuple[Document, HardshipReported]:
-    """The case document as first stored, with its `hardship.reported` event waiting in the outbox."""
+def open_case(
+    report: HardshipReport, case_id: str, now: datetime
+) -> tuple[Document, HardshipReported]:
+    """The case document as first stored, its `hardship.reported` event waiting in the outbox."""
     event = HardshipReported(case_id=case_id, occurred_at=now, facts=facts_of(report, now))
     document: Document = {
         "_id": case_id,
@@ -54,7 +56,7 @@ def open_case(report: HardshipReport, case_id: str, now: datetime) -> tuple[Docu
         "location": report.location.model_dump(mode="json"),
         "facts": event.facts.model_dump(mode="python"),
         "outbox": "pending",
-        "events": {event.routing_key: event.model_dump(mode="json")},
+        "events": {event.slot(): event.model_dump(mode="json")},
         "assignment": None,
         "outreach": [],
         "timeline": [{"status": CaseStatus.received.value, "at": now}],

@@ -50,8 +50,9 @@ class Intake:
         case_id = case_id_for(report.source, report.external_id, self._key)
         document, event = open_case(report, case_id, self._clock())
         created = await self._cases.add(document)
-        self._metrics.reports.labels(report.source, report.need.value,
-                                     "accepted" if created else "duplicate").inc()
+        self._metrics.reports.labels(
+            report.source, report.need.value, "accepted" if created else "duplicate"
+        ).inc()
         if created:
             await self._relay(event)
         return Accepted(case_id, created)
@@ -60,7 +61,7 @@ class Intake:
         """Publish events whose first publish failed (the broker was down, or we crashed)."""
         relayed = 0
         for doc in await self._cases.unpublished(self._clock() - grace, limit):
-            event = HardshipReported.model_validate(doc["events"][HardshipReported.routing_key])
+            event = HardshipReported.model_validate(doc["events"][HardshipReported.slot()])
             if await self._relay(event):
                 relayed += 1
         if relayed:
@@ -71,8 +72,11 @@ class Intake:
         try:
             await asyncio.wait_for(self._publish(event), self._publish_timeout_s)
         except Exception as exc:  # the outbox keeps the event; the relay loop retries it
-            log.warning("publish of case %s deferred to the outbox relay: %s",
-                        event.case_id, type(exc).__name__)
+            log.warning(
+                "publish of case %s deferred to the outbox relay: %s",
+                event.case_id,
+                type(exc).__name__,
+            )
             return False
         await self._cases.mark_published(event.case_id)
         return True

@@ -1,0 +1,171 @@
+"""Helpers the test tiers share: waiting for conditions, listening to events, running apps."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import aio_pika
+import httpx
+import uvicorn
+from fastapi import FastAPI
+
+from shared.embedded import free_port
+from shared.topology import EVENTS
+
+T = TypeVar("T")
+
+
+async def wait_for(
+    probe: Callable[[], Awaitable[T | None]], timeout: float = 15.0, interval: float = 0.05
+) -> T:
+    """Poll until `probe` returns something truthy; fail with the last value otherwise."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        value = await probe()
+        if value:
+            return value
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s (last value: {value!r})")
+        await asyncio.sleep(interval)
+
+
+class EventListener:
+    """Collects every event published on the events exchange with the given routing keys."""
+
+    def __init__(self, channel: aio_pika.abc.AbstractChannel) -> None:
+        self._channel = channel
+        self.received: list[tuple[str, dict[str, Any], aio_pika.abc.AbstractIncomingMessage]] = []
+        self._arrived = asyncio.Event()
+
+    async def bind(self, *routing_keys: str) -> None:
+        exchange = await self._channel.declare_exchange(
+            EVENTS.name, aio_pika.ExchangeType.TOPIC, durable=True
+        )
+        queue = await self._channel.declare_queue(exclusive=True, auto_delete=True)
+        for key in routing_keys:
+            await queue.bind(exchange, routing_key=key)
+        await queue.consume(self._on_message, no_ack=True)
+
+    async def _on_message(self, message: aio_pika.abc.AbstractIncomingMessage) -> None:
+        self.received.append((message.routing_key or "", json.loads(message.body), message))
+        self._arrived.set()
+
+    def of(self, routing_key: str, case_id: str | None = None) -> list[dict[str, Any]]:
+        return [
+            body
+            for key, body, _ in self.received
+            if key == routing_key and (case_id is None or body.get("case_id") == case_id)
+        ]
+
+    async def wait(
+        self, routing_key: str, case_id: str | None = None, count: int = 1, timeout: float = 15.0
+    ) -> list[dict[str, Any]]:
+        async def enough() -> list[dict[str, Any]] | None:
+            found = self.of(routing_key, case_id)
+            return found if len(found) >= count else None
+
+        return await wait_for(enough, timeout)
+
+
+@asynccontextmanager
+async def running(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    """Run an app's lifespan (real broker and database) and talk to it over ASGI."""
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+            yield client
+
+
+def service_env(amqp_url: str, mongo_url: str, db_name: str) -> dict[str, str]:
+    return {
+        "AMQP_URL": amqp_url,
+        "MONGO_URL": mongo_url,
+        "MONGO_DB": db_name,
+        "CARERELAY_ENV": "test",
+        "LOG_LEVEL": "WARNING",
+    }
+
+
+class RecordingServer:
+    """A real HTTP server on 127.0.0.1 standing in for an outside service (WeChat Work, an SMS
+    gateway, a hotline's callback endpoint). It records every request and answers as told."""
+
+    def __init__(
+        self, answer: Callable[[Recorded], tuple[int, dict[str, Any]]] | None = None
+    ) -> None:
+        self.requests: list[Recorded] = []
+        self._answer = answer or (lambda _: (200, {"errcode": 0, "errmsg": "ok"}))
+        self.port = free_port()
+        self._server: uvicorn.Server | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def _app(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        body = b""
+        while True:
+            chunk = await receive()
+            body += chunk.get("body", b"")
+            if not chunk.get("more_body"):
+                break
+        recorded = Recorded(
+            method=scope["method"],
+            path=scope["path"],
+            query=scope["query_string"].decode(),
+            headers={k.decode().lower(): v.decode() for k, v in scope["headers"]},
+            body=body,
+        )
+        self.requests.append(recorded)
+        status, payload = self._answer(recorded)
+        data = json.dumps(payload).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [(b"content-type", b"application/json")],
+            }
+        )
+        await send({"type": "http.response.body", "body": data})
+
+    async def __aenter__(self) -> RecordingServer:
+        config = uvicorn.Config(
+            self._app,
+            host="127.0.0.1",
+            port=self.port,
+            log_level="warning",
+            interface="asgi3",
+            lifespan="off",
+        )
+        self._server = uvicorn.Server(config)
+        self._task = asyncio.create_task(self._server.serve())
+        await wait_for(self._started, timeout=10)
+        return self
+
+    async def _started(self) -> bool:
+        return self._server is not None and self._server.started
+
+    async def __aexit__(self, *_: object) -> None:
+        assert self._server is not None and self._task is not None
+        self._server.should_exit = True
+        await self._task
+
+
+@dataclass(frozen=True)
+class Recorded:
+    method: str
+    path: str
+    query: str
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
