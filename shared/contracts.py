@@ -311,7 +311,7 @@ class HelperRecord(BaseModel):
     lat: float | None = Field(default=None, ge=-90, le=90)
     lon: float | None = Field(default=None, ge=-180, le=180)
     radius_km: float = Field(default=5.0, gt=0, le=500)
-    capacity: int = Field(default=3, ge=0, le=10_000)
+    capacity: int = Field(default=3, ge=0, le=1_000_000)
     skills: list[str] = Field(default_factory=list)
     needs: list[Need] = Field(
         default_factory=list, description="Need categories served; empty means every need"
