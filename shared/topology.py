@@ -1,10 +1,10 @@
 """The RabbitMQ topology, declared once: publishers and subscribers both import it.
 
-    hotline ──report.submitted──▶ [intake.reports]
-    intake ──hardship.reported──▶ carerelay.events ──▶ [matching.hardship-reported]
-    matching ──case.assigned / case.escalated──▶ carerelay.events ──▶ [notify.case-*]
-    notify ──outreach.sent / outreach.failed──▶ carerelay.events
-    every queue ──rejected / over delivery limit──▶ carerelay.dlx ──▶ [<queue>.dlq]
+hotline ──report.submitted──▶ [intake.reports]
+intake ──hardship.reported──▶ carerelay.events ──▶ [matching.hardship-reported]
+matching ──case.assigned / case.escalated──▶ carerelay.events ──▶ [notify.case-*]
+notify ──outreach.sent / outreach.failed──▶ carerelay.events
+every queue ──rejected / over delivery limit──▶ carerelay.dlx ──▶ [<queue>.dlq]
 """
 
 from __future__ import annotations

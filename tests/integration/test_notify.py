@@ -61,7 +61,7 @@ class Mailbox:
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         self.messages.append(
-            email.message_from_bytes(  # type: ignore[arg-type]
+            email.message_from_bytes(
                 envelope.content, policy=email.policy.default
             )
         )
