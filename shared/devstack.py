@@ -167,6 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         pass
     finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not orphan children
         print("\nstopping CareRelay…", flush=True)
         stack.stop()
     return 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from urllib.parse import urlsplit
 
-_DIGIT_RUN = re.compile(r"\d{7,}")
+_DIGIT_RUN = re.compile(r"(?<![0-9A-Za-z])\d{7,}(?![0-9A-Za-z])")  # not inside ids
 
 
 def mask_phone(phone: str) -> str:

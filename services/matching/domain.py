@@ -83,6 +83,10 @@ class Decision:
     required_skills: frozenset[str] = field(default_factory=frozenset)
 
 
+# Most of a city's helpers are far away or serve other needs; listing them would bury the
+# reasons an operator needs to see (full, missing a skill, inactive, wrong jurisdiction).
+QUIET_EXCLUSIONS = frozenset({Exclusion.out_of_range, Exclusion.need_not_served})
+
 EARTH_RADIUS_KM = 6371.0088
 
 
@@ -181,7 +185,7 @@ def decide(
             if reason is None:
                 depth = jurisdiction_depth(helper, facts.division_code)
                 by_kind[helper.kind].append(Candidate(helper, float(depth)))
-            else:
+            elif reason not in QUIET_EXCLUSIONS:
                 excluded.append((helper.id, reason))
             continue
         reason, d = _field_exclusion(helper, facts, skills)
@@ -189,7 +193,7 @@ def decide(
             by_kind[helper.kind].append(
                 Candidate(helper, field_score(d, helper.radius_km), round(d, 3))
             )
-        elif reason is not None and reason is not Exclusion.out_of_range:
+        elif reason is not None and reason not in QUIET_EXCLUSIONS:
             excluded.append((helper.id, reason))
     ranked: list[Candidate] = []
     for kind in kinds:

@@ -15,7 +15,6 @@ import httpx
 import pytest
 from aiosmtpd.controller import Controller
 from pymongo.asynchronous.database import AsyncDatabase
-from shared.registry import upsert_helpers
 
 from services.intake.domain import open_case
 from services.notify.app import build_app
@@ -32,6 +31,7 @@ from shared.contracts import (
     utcnow,
 )
 from shared.embedded import free_port
+from shared.registry import upsert_helpers
 from shared.storage import CASES, Document
 from shared.topology import EVENTS
 from tests.support import EventListener, Recorded, RecordingServer, running, service_env, wait_for
@@ -61,9 +61,7 @@ class Mailbox:
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         self.messages.append(
-            email.message_from_bytes(
-                envelope.content, policy=email.policy.default
-            )
+            email.message_from_bytes(envelope.content, policy=email.policy.default)
         )
         return "250 OK"
 

@@ -115,3 +115,5 @@ def test_recorded_recipients_are_masked() -> None:
         == "https://qyapi.weixin.qq.com/***"
     )
     assert scrub_digits("call 13812345678 now") == "call *******5678 now"
+    assert scrub_digits("电话13812345678，") == "电话*******5678，"
+    assert scrub_digits("/v1/cases/2b92d9f5585736fc") == "/v1/cases/2b92d9f5585736fc"
