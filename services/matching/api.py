@@ -8,9 +8,9 @@ from fastapi import APIRouter, Query
 from faststream.rabbit import RabbitBroker
 from pydantic import BaseModel
 from pymongo.asynchronous.database import AsyncDatabase
-from shared.registry import announce_change, load_helpers, upsert_helpers
 
 from shared.contracts import HelperKind, Registry, utcnow
+from shared.registry import announce_change, load_helpers, upsert_helpers
 from shared.storage import Document
 
 

@@ -13,12 +13,12 @@ import aio_pika
 import httpx
 import pytest
 from pymongo.asynchronous.database import AsyncDatabase
-from shared.registry import upsert_helpers
 
 from services.intake.domain import open_case
 from services.matching.app import build_app
 from services.matching.settings import MatchingSettings
 from shared.contracts import HardshipReport, HardshipReported, HelperKind, HelperRecord, utcnow
+from shared.registry import upsert_helpers
 from shared.storage import CASES, HELPERS, Document
 from shared.topology import EVENTS, MATCHING_REPORTED
 from tests.support import EventListener, running, service_env, wait_for
