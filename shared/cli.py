@@ -21,7 +21,12 @@ async def registry_load(settings: CommonSettings, path: Path) -> int:
     registry = read_registry_file(path)
     client = mongo_client(settings)
     try:
-        written = await upsert_helpers(client[settings.mongo_db], registry.helpers, utcnow())
+        written = await upsert_helpers(
+            client[settings.mongo_db],
+            registry.helpers,
+            utcnow(),
+            settings.person_key_secret.get_secret_value().encode(),
+        )
     finally:
         await client.close()
     kinds = Counter(h.kind.value for h in registry.helpers)

@@ -79,8 +79,14 @@ class HelperKind(StrEnum):
 
 class CaseStatus(StrEnum):
     received = "received"
-    assigned = "assigned"
-    escalated = "escalated"
+    assigned = "assigned"  # offered to a helper, waiting for them to accept
+    accepted = "accepted"
+    escalated = "escalated"  # with the duty desk
+
+
+class OfferResponse(StrEnum):
+    accept = "accept"
+    decline = "decline"
 
 
 DIVISION_CODE = re.compile(r"^(\d{6}|\d{9}|\d{12})$")
@@ -231,6 +237,9 @@ class CaseFacts(BaseModel):
     division_code: str
     reported_at: datetime
     received_at: datetime
+    person_key: str = Field(
+        default="", description="Keyed hash of the person's phone: links cases, reveals nothing"
+    )
 
 
 class HardshipReported(Event):
@@ -249,6 +258,8 @@ class AssignedHelper(BaseModel):
 
 
 class CaseAssigned(Event):
+    """A helper is offered the case; it is theirs once they accept."""
+
     routing_key: ClassVar[str] = "case.assigned"
     event_type: Literal["case.assigned"] = "case.assigned"
     helper: AssignedHelper
@@ -256,6 +267,41 @@ class CaseAssigned(Event):
     urgency: Urgency
     division_code: str
     received_at: datetime
+    offer_id: str = ""
+    ack_due: datetime | None = None
+    respond_url: str | None = None
+    priority: str = ""
+    rung: str = ""
+    contact_via_carer: bool = False
+
+
+class CaseAccepted(Event):
+    routing_key: ClassVar[str] = "case.accepted"
+    event_type: Literal["case.accepted"] = "case.accepted"
+    offer_id: str
+    helper: AssignedHelper
+
+
+class CaseDeclined(Event):
+    """An offer ended without acceptance: declined, or no answer in time (`timeout`)."""
+
+    routing_key: ClassVar[str] = "case.declined"
+    event_type: Literal["case.declined"] = "case.declined"
+    offer_id: str
+    helper: AssignedHelper
+    reason: str
+
+
+class OfferAnswer(BaseModel):
+    """A helper's answer to an offer, over AMQP (routing key `offer.answer`) or HTTP."""
+
+    model_config = ConfigDict(extra="ignore")
+    routing_key: ClassVar[str] = "offer.answer"
+
+    case_id: str
+    offer_id: str
+    response: OfferResponse
+    reason: str = Field(default="", max_length=200)
 
 
 class CaseEscalated(Event):
@@ -289,6 +335,18 @@ class OutreachFailed(Event):
 # ---------------------------------------------------------------- registry
 
 
+class Availability(BaseModel):
+    """A weekly window in Asia/Shanghai time; days are ISO weekdays (1 = Monday)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    days: list[Annotated[int, Field(ge=1, le=7)]] = Field(
+        default_factory=lambda: [1, 2, 3, 4, 5, 6, 7]
+    )
+    start: Annotated[str, StringConstraints(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")] = "00:00"
+    end: Annotated[str, StringConstraints(pattern=r"^([01]\d|2[0-4]):[0-5]\d$")] = "24:00"
+
+
 class Contact(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
@@ -320,6 +378,14 @@ class HelperRecord(BaseModel):
         default_factory=list, description="Division codes served (agencies, duty desks)"
     )
     contact: Contact = Field(default_factory=Contact)
+    hours: list[Availability] = Field(
+        default_factory=list, description="When they can be asked; empty means any time"
+    )
+    paired_with: list[str] = Field(
+        default_factory=list,
+        description="Paired cadres: phone numbers of the people they are paired with (结对). "
+        "Stored only as keyed hashes.",
+    )
 
     _check_divisions = field_validator("divisions")(
         lambda values: [_division_code(v) for v in values]

@@ -13,24 +13,43 @@ from pymongo import UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 
 from shared.contracts import HelperRecord, Registry, RegistryChanged
-from shared.storage import HELPERS, Document
+from shared.people import person_key
+from shared.storage import HELPERS, PEOPLE, Document
 from shared.topology import EVENTS, REGISTRY_CHANGED_KEY
 
 BATCH = 500
 
 
 async def upsert_helpers(
-    db: AsyncDatabase[Document], records: Sequence[HelperRecord], now: datetime
+    db: AsyncDatabase[Document],
+    records: Sequence[HelperRecord],
+    now: datetime,
+    person_secret: bytes,
 ) -> int:
-    """Write records by id. Re-loading keeps how many open cases each helper holds."""
+    """Write records by id. Re-loading keeps how many open cases each helper holds. A paired
+    cadre's people are stored only as keyed hashes, on the people they are paired with."""
+    pairings = [
+        UpdateOne(
+            {"_id": person_key(phone, person_secret)},
+            {"$addToSet": {"paired_cadre_ids": r.id}},
+            upsert=True,
+        )
+        for r in records
+        for phone in r.paired_with
+    ]
+    for start in range(0, len(pairings), BATCH):
+        await db[PEOPLE].bulk_write(pairings[start : start + BATCH], ordered=False)
     for start in range(0, len(records), BATCH):
         await db[HELPERS].bulk_write(
             [
                 UpdateOne(
                     {"_id": r.id},
                     {
-                        "$set": {**r.model_dump(mode="json", exclude={"id"}), "updated_at": now},
-                        "$setOnInsert": {"load": 0, "case_ids": []},
+                        "$set": {
+                            **r.model_dump(mode="json", exclude={"id", "paired_with"}),
+                            "updated_at": now,
+                        },
+                        "$setOnInsert": {"load": 0, "case_ids": [], "offers": 0, "accepts": 0},
                     },
                     upsert=True,
                 )

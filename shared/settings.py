@@ -29,6 +29,9 @@ class CommonSettings(BaseSettings):
     prefetch: int = Field(default=32, ge=1, le=1000, validation_alias="PREFETCH")
     host: str = Field(default="127.0.0.1", validation_alias="BIND_HOST")
     log_level: str = Field(default="INFO", validation_alias="LOG_LEVEL")
+    person_key_secret: SecretStr = Field(
+        default=SecretStr(DEV_SECRET), validation_alias="PERSON_KEY_SECRET"
+    )
 
     def _secrets(self) -> dict[str, SecretStr]:
         return {

@@ -16,6 +16,7 @@ from shared.settings import CommonSettings
 
 CASES = "cases"
 HELPERS = "helpers"
+PEOPLE = "people"  # keyed by person key: paired cadres, previous helper
 
 Document = dict[str, Any]
 

@@ -18,6 +18,7 @@ from shared.embedded import free_port
 from shared.topology import EVENTS
 
 T = TypeVar("T")
+PERSON_SECRET = b"development-only-not-a-secret"  # the development default of PERSON_KEY_SECRET
 
 
 async def wait_for(

@@ -34,6 +34,7 @@ def build_app(settings: IntakeSettings | None = None) -> FastAPI:
         lambda event: publish_event(runtime.broker, event),
         settings.case_id_key.get_secret_value().encode(),
         metrics,
+        settings.person_key_secret.get_secret_value().encode(),
     )
 
     @runtime.broker.subscriber(

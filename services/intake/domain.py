@@ -17,7 +17,7 @@ def case_id_for(source: str, external_id: str, key: bytes) -> str:
     return hmac.new(key, message, hashlib.sha256).hexdigest()[:32]
 
 
-def facts_of(report: HardshipReport, received_at: datetime) -> CaseFacts:
+def facts_of(report: HardshipReport, received_at: datetime, person_key: str) -> CaseFacts:
     person = report.person
     return CaseFacts(
         source=report.source,
@@ -34,14 +34,17 @@ def facts_of(report: HardshipReport, received_at: datetime) -> CaseFacts:
         division_code=report.location.division_code,
         reported_at=report.reported_at,
         received_at=received_at,
+        person_key=person_key,
     )
 
 
 def open_case(
-    report: HardshipReport, case_id: str, now: datetime
+    report: HardshipReport, case_id: str, now: datetime, person_key: str = ""
 ) -> tuple[Document, HardshipReported]:
     """The case document as first stored, its `hardship.reported` event waiting in the outbox."""
-    event = HardshipReported(case_id=case_id, occurred_at=now, facts=facts_of(report, now))
+    event = HardshipReported(
+        case_id=case_id, occurred_at=now, facts=facts_of(report, now, person_key)
+    )
     document: Document = {
         "_id": case_id,
         "source": report.source,

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from shared.contracts import Event, HardshipReport, HardshipReported, utcnow
+from shared.people import person_key
 
 from .domain import case_id_for, open_case
 from .metrics import IntakeMetrics
@@ -36,19 +37,22 @@ class Intake:
         publish: Publish,
         case_id_key: bytes,
         metrics: IntakeMetrics,
+        person_secret: bytes = b"",
         publish_timeout_s: float = 3.0,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self._cases = cases
         self._publish = publish
         self._key = case_id_key
+        self._person_secret = person_secret
         self._metrics = metrics
         self._publish_timeout_s = publish_timeout_s
         self._clock = clock
 
     async def accept(self, report: HardshipReport) -> Accepted:
         case_id = case_id_for(report.source, report.external_id, self._key)
-        document, event = open_case(report, case_id, self._clock())
+        person = person_key(report.person.phone, self._person_secret)
+        document, event = open_case(report, case_id, self._clock(), person)
         created = await self._cases.add(document)
         self._metrics.reports.labels(
             report.source, report.need.value, "accepted" if created else "duplicate"

@@ -30,7 +30,7 @@ class HelperSummary(BaseModel):
     divisions: list[str]
 
 
-def router(db: AsyncDatabase[Document], broker: RabbitBroker) -> APIRouter:
+def router(db: AsyncDatabase[Document], broker: RabbitBroker, person_secret: bytes) -> APIRouter:
     api = APIRouter(prefix="/v1/registry", tags=["registry"])
 
     @api.put(
@@ -39,7 +39,7 @@ def router(db: AsyncDatabase[Document], broker: RabbitBroker) -> APIRouter:
         summary="Add or update helpers; open-case counts are kept",
     )
     async def put_helpers(registry: Registry) -> RegistryWritten:
-        written = await upsert_helpers(db, registry.helpers, utcnow())
+        written = await upsert_helpers(db, registry.helpers, utcnow(), person_secret)
         await announce_change(broker, [h.id for h in registry.helpers])
         return RegistryWritten(written=written)
 

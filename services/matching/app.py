@@ -83,5 +83,7 @@ def build_app(settings: MatchingSettings | None = None) -> FastAPI:
         on_startup=[start],
         on_shutdown=[stop],
     )
-    app.include_router(router(runtime.db, broker))
+    app.include_router(
+        router(runtime.db, broker, settings.person_key_secret.get_secret_value().encode())
+    )
     return app

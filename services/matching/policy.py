@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import tomllib
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
-from shared.contracts import DisabilityCategory, HelperKind, Need
+from shared.contracts import DisabilityCategory, HelperKind, Need, Urgency
+
+from .triage import TriageRules
 
 DEFAULT_POLICY_FILE = Path(__file__).with_name("policy.toml")
 
@@ -20,6 +24,9 @@ class Policy:
     wheelchair_grades: frozenset[int]
     wheelchair_needs: frozenset[Need]
     wheelchair_skill: str
+    triage: TriageRules
+    max_offers_per_rung: int
+    widen_factor: float
 
     @classmethod
     def load(cls, path: Path = DEFAULT_POLICY_FILE) -> Policy:
@@ -39,4 +46,24 @@ class Policy:
             wheelchair_grades=frozenset(raw["wheelchair"]["grades"]),
             wheelchair_needs=frozenset(Need(n) for n in raw["wheelchair"]["needs"]),
             wheelchair_skill=raw["wheelchair"]["skill"],
+            triage=_triage_rules(raw),
+            max_offers_per_rung=int(raw["offers"]["max_per_rung"]),
+            widen_factor=float(raw["offers"]["widen_factor"]),
         )
+
+
+def _minutes(table: dict[str, Any]) -> dict[str, timedelta]:
+    return {k: timedelta(minutes=float(v)) for k, v in table.items()}
+
+
+def _triage_rules(raw: dict[str, Any]) -> TriageRules:
+    t = raw["triage"]
+    return TriageRules(
+        points={k: int(v) for k, v in t["points"].items()},
+        critical_needs=frozenset(Need(n) for n in t["critical_needs"]),
+        classes=tuple((str(name), int(floor)) for name, floor in t["classes"]),
+        first_contact={Urgency(k): v for k, v in _minutes(t["first_contact_minutes"]).items()},
+        resolution={Urgency(k): v for k, v in _minutes(t["resolution_minutes"]).items()},
+        class_first_contact_cap=_minutes(t["class_first_contact_cap_minutes"]),
+        ack_window=_minutes(raw["offers"]["ack_window_minutes"]),
+    )

@@ -21,7 +21,7 @@ from shared.contracts import HardshipReport, HardshipReported, HelperKind, Helpe
 from shared.registry import upsert_helpers
 from shared.storage import CASES, HELPERS, Document
 from shared.topology import EVENTS, MATCHING_REPORTED
-from tests.support import EventListener, running, service_env, wait_for
+from tests.support import PERSON_SECRET, EventListener, running, service_env, wait_for
 
 EXAMPLE: dict[str, Any] = HardshipReport.model_json_schema()["examples"][0]
 LAT, LON = EXAMPLE["location"]["lat"], EXAMPLE["location"]["lon"]
@@ -74,7 +74,7 @@ async def start(
     mongo_url: str,
     db_name: str,
 ) -> MatchingSettings:
-    await upsert_helpers(db, helpers, utcnow())
+    await upsert_helpers(db, helpers, utcnow(), PERSON_SECRET)
     return MatchingSettings(**service_env(amqp_url, mongo_url, db_name))  # type: ignore[arg-type]
 
 

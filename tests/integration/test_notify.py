@@ -34,7 +34,15 @@ from shared.embedded import free_port
 from shared.registry import upsert_helpers
 from shared.storage import CASES, Document
 from shared.topology import EVENTS
-from tests.support import EventListener, Recorded, RecordingServer, running, service_env, wait_for
+from tests.support import (
+    PERSON_SECRET,
+    EventListener,
+    Recorded,
+    RecordingServer,
+    running,
+    service_env,
+    wait_for,
+)
 
 EXAMPLE: dict[str, Any] = HardshipReport.model_json_schema()["examples"][0]
 VOLUNTEER = HelperRecord(
@@ -145,7 +153,7 @@ async def notify(
     listener: EventListener,
 ) -> AsyncIterator[httpx.AsyncClient]:
     await listener.bind("outreach.*")
-    await upsert_helpers(db, [VOLUNTEER, AGENCY], utcnow())
+    await upsert_helpers(db, [VOLUNTEER, AGENCY], utcnow(), PERSON_SECRET)
     settings = await start_notify(amqp_url, mongo_url, db_name, wechat, mailbox[1])
     async with running(build_app(settings)) as client:
         yield client
@@ -259,6 +267,7 @@ async def test_failed_channel_falls_back_to_the_next_and_both_attempts_are_recor
             )
         ],
         utcnow(),
+        PERSON_SECRET,
     )
     settings = await start_notify(
         amqp_url, mongo_url, db_name, wechat, mailbox[1], team_key="broken"
