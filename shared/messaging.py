@@ -47,13 +47,17 @@ def build_broker(
 
 async def publish_event(broker: RabbitBroker, event: Event) -> None:
     """Publish persistently with publisher confirms; raises if the broker did not confirm."""
+    await publish_body(broker, event.routing_key, event.model_dump(mode="json"))
+
+
+async def publish_body(broker: RabbitBroker, routing_key: str, body: dict[str, Any]) -> None:
     await broker.publish(
-        event.model_dump(mode="json"),
+        body,
         exchange=EVENTS,
-        routing_key=event.routing_key,
+        routing_key=routing_key,
         persist=True,
-        message_id=event.event_id,
-        message_type=event.routing_key,
+        message_id=str(body.get("event_id", "")) or None,
+        message_type=routing_key,
         content_type="application/json",
         timeout=10,
     )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -100,3 +102,30 @@ def create_app(
         return Response(generate_latest(runtime.registry), media_type=CONTENT_TYPE_LATEST)
 
     return app
+
+
+class Periodic:
+    """A background loop owned by the app's lifespan (relays, sweepers, refreshes)."""
+
+    def __init__(self, name: str, interval_s: float, work: Callable[[], Awaitable[object]]) -> None:
+        self._name = name
+        self._interval_s = interval_s
+        self._work = work
+        self._task: asyncio.Task[None] | None = None
+
+    async def _loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval_s)
+            try:
+                await self._work()
+            except Exception:  # a failed pass is logged and retried on the next tick
+                logging.getLogger("carerelay").exception("%s pass failed", self._name)
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._loop(), name=self._name)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task

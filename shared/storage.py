@@ -32,7 +32,8 @@ def mongo_client(settings: CommonSettings) -> AsyncMongoClient[Document]:
 
 
 async def ensure_indexes(db: AsyncDatabase[Document]) -> None:
-    await db[CASES].create_index([("outbox", ASCENDING)], sparse=True, name="outbox_pending")
+    await db[CASES].create_index([("outbox_at", ASCENDING)], sparse=True, name="outbox_pending")
+    await db[CASES].create_index([("offer_due", ASCENDING)], sparse=True, name="open_offer_due")
     await db[HELPERS].create_index([("kind", ASCENDING)], name="helper_kind")
 
 

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
 from datetime import timedelta
 
 from fastapi import FastAPI
 
-from shared.contracts import HardshipReport
-from shared.messaging import publish_event
-from shared.service import Runtime, configure_logging, create_app
+from shared.contracts import HardshipReport, utcnow
+from shared.messaging import publish_body
+from shared.outbox import Outbox
+from shared.service import Periodic, Runtime, configure_logging, create_app
+from shared.storage import CASES
 from shared.topology import EVENTS, INTAKE_REPORTS, work_queue
 
 from .api import ReportAccepted, install_error_handler, router
@@ -20,8 +19,6 @@ from .repository import MongoCaseRepository
 from .settings import IntakeSettings
 from .usecases import Intake
 
-log = logging.getLogger("carerelay.intake")
-
 
 def build_app(settings: IntakeSettings | None = None) -> FastAPI:
     settings = settings or IntakeSettings()
@@ -29,9 +26,10 @@ def build_app(settings: IntakeSettings | None = None) -> FastAPI:
     runtime = Runtime("intake", settings)
     metrics = IntakeMetrics.create(runtime.registry)
     cases = MongoCaseRepository(runtime.db)
+    outbox = Outbox(runtime.db[CASES], lambda key, body: publish_body(runtime.broker, key, body))
     intake = Intake(
         cases,
-        lambda event: publish_event(runtime.broker, event),
+        outbox,
         settings.case_id_key.get_secret_value().encode(),
         metrics,
         settings.person_key_secret.get_secret_value().encode(),
@@ -46,37 +44,23 @@ def build_app(settings: IntakeSettings | None = None) -> FastAPI:
     async def on_report(report: HardshipReport) -> ReportAccepted:
         accepted = await intake.accept(report)
         return ReportAccepted(
-            case_id=accepted.case_id, status_url=accepted.status_url, duplicate=not accepted.created
+            case_id=accepted.case_id,
+            status_url=accepted.status_url,
+            duplicate=not accepted.created,
         )
 
-    relay_task: asyncio.Task[None] | None = None
+    async def relay() -> None:
+        done = await outbox.relay(utcnow() - timedelta(seconds=settings.outbox_grace_s))
+        metrics.outbox_relayed.inc(done)
 
-    async def relay_forever() -> None:
-        grace = timedelta(seconds=settings.outbox_grace_s)
-        while True:
-            try:
-                await intake.relay_pending(grace)
-            except Exception:
-                log.exception("outbox relay pass failed")
-            await asyncio.sleep(settings.outbox_relay_interval_s)
-
-    async def start_relay() -> None:
-        nonlocal relay_task
-        relay_task = asyncio.create_task(relay_forever())
-
-    async def stop_relay() -> None:
-        if relay_task is not None:
-            relay_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await relay_task
-
+    relay_loop = Periodic("outbox relay", settings.outbox_relay_interval_s, relay)
     app = create_app(
         runtime,
         title="CareRelay intake",
         description="Hotlines post hardship reports here; each becomes a tracked case.",
         consumes=[INTAKE_REPORTS],
-        on_startup=[start_relay],
-        on_shutdown=[stop_relay],
+        on_startup=[relay_loop.start],
+        on_shutdown=[relay_loop.stop],
     )
     install_error_handler(app, metrics)
     app.include_router(router(intake, cases))

@@ -7,6 +7,7 @@ import hmac
 from datetime import datetime
 
 from shared.contracts import CaseFacts, CaseStatus, HardshipReport, HardshipReported
+from shared.outbox import pending
 from shared.storage import Document
 
 
@@ -58,8 +59,7 @@ def open_case(
         "person": report.person.model_dump(mode="json"),
         "location": report.location.model_dump(mode="json"),
         "facts": event.facts.model_dump(mode="python"),
-        "outbox": "pending",
-        "events": {event.slot(): event.model_dump(mode="json")},
+        **pending([event], now),
         "assignment": None,
         "outreach": [],
         "timeline": [{"status": CaseStatus.received.value, "at": now}],

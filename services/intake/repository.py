@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Protocol
 
 from pymongo.asynchronous.database import AsyncDatabase
@@ -16,10 +15,6 @@ class CaseRepository(Protocol):
         """Store a new case; False when a case with that id already exists."""
 
     async def get(self, case_id: str) -> Document | None: ...
-
-    async def mark_published(self, case_id: str) -> None: ...
-
-    async def unpublished(self, received_before: datetime, limit: int) -> list[Document]: ...
 
 
 class MongoCaseRepository:
@@ -35,14 +30,3 @@ class MongoCaseRepository:
 
     async def get(self, case_id: str) -> Document | None:
         return await self._cases.find_one({"_id": case_id})
-
-    async def mark_published(self, case_id: str) -> None:
-        await self._cases.update_one({"_id": case_id}, {"$unset": {"outbox": ""}})
-
-    async def unpublished(self, received_before: datetime, limit: int) -> list[Document]:
-        cursor = self._cases.find(
-            {"outbox": "pending", "received_at": {"$lt": received_before}},
-            {"events": 1},
-            limit=limit,
-        )
-        return [doc async for doc in cursor]

@@ -19,7 +19,8 @@ from services.intake.metrics import IntakeMetrics
 from services.intake.repository import MongoCaseRepository
 from services.intake.settings import IntakeSettings
 from services.intake.usecases import Intake
-from shared.contracts import Event, HardshipReport
+from shared.contracts import HardshipReport, utcnow
+from shared.outbox import Outbox
 from shared.storage import CASES, Document
 from shared.topology import EVENTS, INTAKE_REPORTS
 from tests.support import EventListener, running, service_env, wait_for
@@ -149,22 +150,27 @@ async def test_malformed_amqp_report_is_dead_lettered_not_retried(
 
 
 async def test_outbox_relay_publishes_what_the_broker_missed(db: AsyncDatabase[Document]) -> None:
-    async def broker_down(_: Event) -> None:
-        raise ConnectionError("broker unreachable")
+    published: list[tuple[str, dict[str, Any]]] = []
+    broker_up = False
 
-    metrics = IntakeMetrics.create(CollectorRegistry())
-    cases = MongoCaseRepository(db)
-    offline = Intake(cases, broker_down, b"k", metrics)
-    accepted = await offline.accept(HardshipReport.model_validate(report("T-OUTBOX")))
+    async def publish(routing_key: str, body: dict[str, Any]) -> None:
+        if not broker_up:
+            raise ConnectionError("broker unreachable")
+        published.append((routing_key, body))
+
+    outbox = Outbox(db[CASES], publish)
+    intake = Intake(
+        MongoCaseRepository(db), outbox, b"k", IntakeMetrics.create(CollectorRegistry())
+    )
+    accepted = await intake.accept(HardshipReport.model_validate(report("T-OUTBOX")))
     stored = await db[CASES].find_one({"_id": accepted.case_id})
-    assert stored is not None and stored["outbox"] == "pending"
+    assert stored is not None and stored["outbox"][0]["routing_key"] == "hardship.reported"
 
-    published: list[Event] = []
-
-    async def broker_up(event: Event) -> None:
-        published.append(event)
-
-    online = Intake(cases, broker_up, b"k", metrics)
-    assert await online.relay_pending(grace=timedelta(0)) == 1
-    assert [e.case_id for e in published] == [accepted.case_id]
-    assert await online.relay_pending(grace=timedelta(0)) == 0
+    broker_up = True
+    assert await outbox.relay(older_than=utcnow() + timedelta(seconds=1)) == 1
+    assert [(key, body["case_id"]) for key, body in published] == [
+        ("hardship.reported", accepted.case_id)
+    ]
+    assert await outbox.relay(older_than=utcnow() + timedelta(seconds=1)) == 0
+    stored = await db[CASES].find_one({"_id": accepted.case_id})
+    assert stored is not None and "outbox" not in stored

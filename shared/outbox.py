@@ -1,0 +1,75 @@
+"""The transactional outbox, kept inside the case document itself.
+
+A state change and the events announcing it are written in one single-document update (atomic
+on any MongoDB), then published with confirms and cleared. If the broker is down or the process
+dies in between, a relay in every replica publishes what is still pending. Consumers are
+idempotent by event id, so an event published twice does no harm; one never published would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
+from typing import Any
+
+from pymongo.asynchronous.collection import AsyncCollection
+
+from shared.contracts import Event
+from shared.storage import Document
+
+OUTBOX = "outbox"
+OUTBOX_AT = "outbox_at"
+
+PublishRaw = Callable[[str, dict[str, Any]], Awaitable[None]]
+log = logging.getLogger("carerelay.outbox")
+
+
+def pending(events: Sequence[Event], now: datetime) -> Document:
+    """Fields to `$set` beside a state change: its events, waiting to be published."""
+    return {
+        OUTBOX: [{"routing_key": e.routing_key, "body": e.model_dump(mode="json")} for e in events],
+        OUTBOX_AT: now,
+    }
+
+
+class Outbox:
+    def __init__(
+        self, collection: AsyncCollection[Document], publish: PublishRaw, timeout_s: float = 3.0
+    ) -> None:
+        self._collection = collection
+        self._publish = publish
+        self._timeout_s = timeout_s
+
+    async def flush(self, doc_id: str, entries: Sequence[Document], stamp: datetime) -> bool:
+        """Publish a document's pending events and clear them; False leaves them to the relay."""
+        try:
+            for entry in entries:
+                await asyncio.wait_for(
+                    self._publish(entry["routing_key"], entry["body"]), self._timeout_s
+                )
+        except Exception as exc:
+            log.warning(
+                "publish for %s deferred to the outbox relay: %s", doc_id, type(exc).__name__
+            )
+            return False
+        # Only clear what we published: a later change may have queued new events meanwhile.
+        await self._collection.update_one(
+            {"_id": doc_id, OUTBOX_AT: stamp}, {"$unset": {OUTBOX: "", OUTBOX_AT: ""}}
+        )
+        return True
+
+    async def flush_events(self, doc_id: str, events: Sequence[Event], stamp: datetime) -> bool:
+        return await self.flush(doc_id, pending(events, stamp)[OUTBOX], stamp)
+
+    async def relay(self, older_than: datetime, limit: int = 500) -> int:
+        """Publish every outbox older than `older_than`; returns how many documents were done."""
+        cursor = self._collection.find(
+            {OUTBOX_AT: {"$lt": older_than}}, {OUTBOX: 1, OUTBOX_AT: 1}, limit=limit
+        )
+        done = 0
+        async for doc in cursor:
+            if await self.flush(doc["_id"], doc.get(OUTBOX, []), doc[OUTBOX_AT]):
+                done += 1
+        return done
