@@ -15,7 +15,13 @@ from typing import Literal
 from faststream.rabbit import ExchangeType, QueueType, RabbitBroker, RabbitExchange, RabbitQueue
 from faststream.rabbit.schemas.queue import ClassicQueueArgs, QuorumQueueArgs
 
-from shared.contracts import CaseAssigned, CaseEscalated, HardshipReported, RegistryChanged
+from shared.contracts import (
+    CaseAssigned,
+    CaseEscalated,
+    HardshipReported,
+    OfferAnswer,
+    RegistryChanged,
+)
 
 EVENTS = RabbitExchange("carerelay.events", type=ExchangeType.TOPIC, durable=True)
 DEAD_LETTERS = RabbitExchange("carerelay.dlx", type=ExchangeType.DIRECT, durable=True)
@@ -39,10 +45,18 @@ class Route:
 # with routing key `report.submitted`.
 INTAKE_REPORTS = Route("intake.reports", "report.submitted")
 MATCHING_REPORTED = Route("matching.hardship-reported", HardshipReported.routing_key)
+# Helpers' apps answer offers over AMQP with an OfferAnswer body and routing key `offer.answer`.
+MATCHING_ANSWERS = Route("matching.offer-answers", OfferAnswer.routing_key)
 NOTIFY_ASSIGNED = Route("notify.case-assigned", CaseAssigned.routing_key)
 NOTIFY_ESCALATED = Route("notify.case-escalated", CaseEscalated.routing_key)
 
-ALL_ROUTES = (INTAKE_REPORTS, MATCHING_REPORTED, NOTIFY_ASSIGNED, NOTIFY_ESCALATED)
+ALL_ROUTES = (
+    INTAKE_REPORTS,
+    MATCHING_REPORTED,
+    MATCHING_ANSWERS,
+    NOTIFY_ASSIGNED,
+    NOTIFY_ESCALATED,
+)
 REGISTRY_CHANGED_KEY = RegistryChanged.routing_key
 
 

@@ -1,17 +1,28 @@
-"""The registry API: load and list helpers (volunteers, cadres, agencies, duty desks)."""
+"""Matching's HTTP API: the helper registry, and the offer links helpers open from an SMS."""
 
 from __future__ import annotations
 
+import html
+import json
+from datetime import datetime
 from typing import Annotated
+from urllib.parse import parse_qs
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from faststream.rabbit import RabbitBroker
 from pydantic import BaseModel
 from pymongo.asynchronous.database import AsyncDatabase
 
-from shared.contracts import HelperKind, Registry, utcnow
+from shared.contracts import HelperKind, OfferAnswer, OfferResponse, Registry, utcnow
+from shared.labels import district_name, labels
 from shared.registry import announce_change, load_helpers, upsert_helpers
 from shared.storage import Document
+
+from .lifecycle import Answer, CaseState
+from .links import OfferLinks, OfferRef
+from .repository import CaseStore
+from .usecases import Matching
 
 
 class RegistryWritten(BaseModel):
@@ -30,7 +41,9 @@ class HelperSummary(BaseModel):
     divisions: list[str]
 
 
-def router(db: AsyncDatabase[Document], broker: RabbitBroker, person_secret: bytes) -> APIRouter:
+def registry_router(
+    db: AsyncDatabase[Document], broker: RabbitBroker, person_secret: bytes
+) -> APIRouter:
     api = APIRouter(prefix="/v1/registry", tags=["registry"])
 
     @api.put(
@@ -64,3 +77,143 @@ def router(db: AsyncDatabase[Document], broker: RabbitBroker, person_secret: byt
         ]
 
     return api
+
+
+class OfferView(BaseModel):
+    case_id: str
+    offer_id: str
+    state: str  # open, accepted, declined, timeout, or closed (no longer this offer)
+    helper_name: str
+    need: str
+    urgency: str
+    district: str
+    distance_km: float | None
+    ack_due: datetime | None
+
+
+class AnswerResult(BaseModel):
+    result: str
+    address: str | None = None
+    contact_phone: str | None = None
+    message: str
+
+
+def offers_router(matching: Matching, links: OfferLinks, cases: CaseStore) -> APIRouter:
+    api = APIRouter(prefix="/v1/offers", tags=["offers"])
+
+    async def load(token: str) -> tuple[OfferRef, Document]:
+        ref = links.read(token)
+        doc = await cases.get(ref.case_id) if ref else None
+        if ref is None or doc is None:
+            raise HTTPException(status_code=404, detail="no such offer")
+        return ref, doc
+
+    @api.get("/{token}", response_model=OfferView, summary="The offer a signed link names")
+    async def view(token: str, request: Request) -> Response:
+        ref, doc = await load(token)
+        offer = next((o for o in CaseState.of(doc).offers if o.offer_id == ref.offer_id), None)
+        if offer is None:
+            raise HTTPException(status_code=404, detail="no such offer")
+        zh = labels()
+        summary = OfferView(
+            case_id=ref.case_id,
+            offer_id=ref.offer_id,
+            state=offer.outcome or "open",
+            helper_name=offer.name,
+            need=zh["need"][doc["need"]],
+            urgency=zh["urgency"][doc["urgency"]],
+            district=district_name(doc["facts"]["division_code"]),
+            distance_km=offer.distance_km,
+            ack_due=offer.ack_due,
+        )
+        if "text/html" in request.headers.get("accept", ""):
+            return HTMLResponse(_page(summary, str(request.url)))
+        return JSONResponse(summary.model_dump(mode="json"))
+
+    async def respond(token: str, request: Request, response: OfferResponse) -> Response:
+        ref, _ = await load(token)
+        reason = await _reason(request)
+        reply = OfferAnswer(
+            case_id=ref.case_id, offer_id=ref.offer_id, response=response, reason=reason
+        )
+        outcome = await matching.answer(reply)
+        if outcome is Answer.stale:
+            result = AnswerResult(result="closed", message="这个任务已处理或已过期，谢谢您。")
+            return _reply(result, request, 409)
+        if outcome is Answer.accepted:
+            # The address and number go to the helper who accepted, and only to them.
+            address, phone = await matching.contact_details(ref.case_id)
+            result = AnswerResult(
+                result="accepted",
+                message="已确认接单，请尽快联系并上门。",
+                address=address,
+                contact_phone=phone,
+            )
+        else:
+            result = AnswerResult(result="declined", message="已记录，我们会安排其他人员。")
+        return _reply(result, request, 200)
+
+    @api.post(
+        "/{token}/accept",
+        response_model=AnswerResult,
+        summary="Accept the offer",
+        responses={409: {"model": AnswerResult}},
+    )
+    async def accept(token: str, request: Request) -> Response:
+        return await respond(token, request, OfferResponse.accept)
+
+    @api.post(
+        "/{token}/decline",
+        response_model=AnswerResult,
+        summary="Decline the offer",
+        responses={409: {"model": AnswerResult}},
+    )
+    async def decline(token: str, request: Request) -> Response:
+        return await respond(token, request, OfferResponse.decline)
+
+    return api
+
+
+async def _reason(request: Request) -> str:
+    body = (await request.body()).decode(errors="replace")
+    if request.headers.get("content-type", "").startswith("application/json") and body:
+        value = json.loads(body).get("reason", "")
+        return str(value)[:200]
+    return parse_qs(body).get("reason", [""])[0][:200]
+
+
+def _reply(result: AnswerResult, request: Request, status: int) -> Response:
+    if "text/html" in request.headers.get("accept", ""):
+        lines = [result.message]
+        if result.address:
+            lines += [f"地址：{result.address}", f"联系电话：{result.contact_phone}"]
+        body = "".join(f"<p>{html.escape(line)}</p>" for line in lines)
+        return HTMLResponse(_html("CareRelay 帮扶任务", body), status_code=status)
+    return JSONResponse(result.model_dump(), status_code=status)
+
+
+def _page(offer: OfferView, url: str) -> str:
+    facts = [("需求", offer.need), ("紧急程度", offer.urgency), ("区域", offer.district)]
+    if offer.distance_km is not None:
+        facts.append(("距离", f"约 {offer.distance_km:.1f} 公里"))
+    rows = "".join(f"<p>{k}：{html.escape(v)}</p>" for k, v in facts)
+    if offer.state != "open":
+        return _html("CareRelay 帮扶任务", rows + "<p>这个任务已处理，谢谢您。</p>")
+    forms = (
+        f'<form method="post" action="{html.escape(url)}/accept">'
+        '<button type="submit">接单</button></form>'
+        f'<form method="post" action="{html.escape(url)}/decline">'
+        '<select name="reason"><option value="busy">没有时间</option>'
+        '<option value="too_far">太远</option><option value="other">其他原因</option></select>'
+        '<button type="submit">无法接单</button></form>'
+    )
+    return _html("CareRelay 帮扶任务", rows + "<p>地址和联系方式在接单后显示。</p>" + forms)
+
+
+def _html(title: str, body: str) -> str:
+    return (
+        '<!doctype html><html lang="zh-CN"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{html.escape(title)}</title></head><body><h1>{html.escape(title)}</h1>"
+        f"{body}</body></html>"
+    )

@@ -1,89 +1,103 @@
-"""The matching service: decides who goes for each reported case."""
+"""The matching service: decides who goes for each case and follows the offer through."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
 import uuid
+from datetime import timedelta
 
 from fastapi import FastAPI
 from faststream.middlewares import AckPolicy
+from faststream.rabbit import RabbitQueue
 
-from shared.contracts import HardshipReported, RegistryChanged
-from shared.messaging import publish_event
-from shared.service import Runtime, configure_logging, create_app
-from shared.topology import EVENTS, MATCHING_REPORTED, registry_queue, work_queue
+from shared.contracts import HardshipReported, OfferAnswer, RegistryChanged, utcnow
+from shared.messaging import publish_body, publish_event
+from shared.outbox import Outbox
+from shared.service import Periodic, Runtime, configure_logging, create_app
+from shared.storage import CASES
+from shared.topology import (
+    EVENTS,
+    MATCHING_ANSWERS,
+    MATCHING_REPORTED,
+    Route,
+    registry_queue,
+    work_queue,
+)
 
-from .api import router
+from .api import offers_router, registry_router
 from .index import HelperIndex
+from .links import OfferLinks
 from .metrics import MatchingMetrics
 from .policy import Policy
-from .repository import MongoCaseStore, MongoHelperStore
+from .repository import MongoCaseStore, MongoHelperStore, MongoPeopleStore
 from .settings import MatchingSettings
 from .usecases import Matching
-
-log = logging.getLogger("carerelay.matching")
 
 
 def build_app(settings: MatchingSettings | None = None) -> FastAPI:
     settings = settings or MatchingSettings()
     configure_logging(settings.log_level)
     runtime = Runtime("matching", settings)
-    broker = runtime.broker
+    broker, db = runtime.broker, runtime.db
+    outbox = Outbox(db[CASES], lambda key, body: publish_body(broker, key, body))
+    links = OfferLinks(settings.offer_link_key.get_secret_value(), settings.public_url)
     matching = Matching(
-        MongoHelperStore(runtime.db),
-        MongoCaseStore(runtime.db),
+        MongoHelperStore(db),
+        MongoCaseStore(db),
+        MongoPeopleStore(db),
         HelperIndex(),
         Policy.load(settings.policy_file),
+        outbox,
         lambda event: publish_event(broker, event),
+        links,
         MatchingMetrics.create(runtime.registry),
         settings.stored_candidates,
         settings.stored_exclusions,
+        settings.ack_window_scale,
     )
 
-    @broker.subscriber(
-        work_queue(MATCHING_REPORTED, settings.queue_type, settings.delivery_limit),
-        EVENTS,
-        ack_policy=AckPolicy.NACK_ON_ERROR,
-    )
+    def queue(route: Route) -> RabbitQueue:
+        return work_queue(route, settings.queue_type, settings.delivery_limit)
+
+    @broker.subscriber(queue(MATCHING_REPORTED), EVENTS, ack_policy=AckPolicy.NACK_ON_ERROR)
     async def on_reported(event: HardshipReported) -> None:
         await matching.on_reported(event)
+
+    @broker.subscriber(queue(MATCHING_ANSWERS), EVENTS, ack_policy=AckPolicy.NACK_ON_ERROR)
+    async def on_answer(answer: OfferAnswer) -> None:
+        await matching.answer(answer)
 
     @broker.subscriber(registry_queue(uuid.uuid4().hex[:12]), EVENTS, ack_policy=AckPolicy.ACK)
     async def on_registry_changed(_: RegistryChanged) -> None:
         await matching.refresh_index()
 
-    refresher: asyncio.Task[None] | None = None
+    async def relay() -> None:
+        await outbox.relay(utcnow() - timedelta(seconds=settings.outbox_grace_s))
 
-    async def refresh_forever() -> None:
-        while True:
-            await asyncio.sleep(settings.registry_refresh_s)
-            try:
-                await matching.refresh_index()
-            except Exception:
-                log.exception("registry refresh failed; keeping the previous index")
+    loops = [
+        Periodic("registry refresh", settings.registry_refresh_s, matching.refresh_index),
+        Periodic("offer timeouts", settings.sweep_interval_s, matching.sweep_timeouts),
+        Periodic("outbox relay", settings.outbox_relay_interval_s, relay),
+    ]
 
     async def start() -> None:
-        nonlocal refresher
         await matching.refresh_index()
-        refresher = asyncio.create_task(refresh_forever())
+        for loop in loops:
+            await loop.start()
 
     async def stop() -> None:
-        if refresher is not None:
-            refresher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await refresher
+        for loop in loops:
+            await loop.stop()
 
     app = create_app(
         runtime,
         title="CareRelay matching",
-        description="Triage and assignment of reported cases; the helper registry.",
-        consumes=[MATCHING_REPORTED],
+        description="Triage and assignment of reported cases; offers; the helper registry.",
+        consumes=[MATCHING_REPORTED, MATCHING_ANSWERS],
         on_startup=[start],
         on_shutdown=[stop],
     )
     app.include_router(
-        router(runtime.db, broker, settings.person_key_secret.get_secret_value().encode())
+        registry_router(db, broker, settings.person_key_secret.get_secret_value().encode())
     )
+    app.include_router(offers_router(matching, links, MongoCaseStore(db)))
     return app

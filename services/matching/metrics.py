@@ -10,6 +10,7 @@ class MatchingMetrics:
     report_to_decision: Histogram
     candidate_search: Histogram
     helpers_indexed: Gauge
+    answers: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> "MatchingMetrics":
@@ -35,6 +36,12 @@ class MatchingMetrics:
                 "carerelay_matching_candidate_search_seconds",
                 "Time to rank candidates",
                 buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1),
+                registry=registry,
+            ),
+            answers=Counter(
+                "carerelay_matching_offer_answers_total",
+                "Offers answered: accepted, declined or timeout",
+                ["outcome"],
                 registry=registry,
             ),
             helpers_indexed=Gauge(

@@ -16,6 +16,14 @@ DEFAULT_POLICY_FILE = Path(__file__).with_name("policy.toml")
 
 
 @dataclass(frozen=True)
+class Ranking:
+    distance: float
+    load: float
+    acknowledgement: float
+    distance_scale_km: float
+
+
+@dataclass(frozen=True)
 class Policy:
     kinds_for_need: dict[Need, tuple[HelperKind, ...]]
     need_skills: dict[Need, str]
@@ -24,6 +32,8 @@ class Policy:
     wheelchair_grades: frozenset[int]
     wheelchair_needs: frozenset[Need]
     wheelchair_skill: str
+    carer_contact_categories: frozenset[DisabilityCategory]
+    ranking: Ranking
     triage: TriageRules
     max_offers_per_rung: int
     widen_factor: float
@@ -46,6 +56,10 @@ class Policy:
             wheelchair_grades=frozenset(raw["wheelchair"]["grades"]),
             wheelchair_needs=frozenset(Need(n) for n in raw["wheelchair"]["needs"]),
             wheelchair_skill=raw["wheelchair"]["skill"],
+            carer_contact_categories=frozenset(
+                DisabilityCategory(c) for c in raw["carer_contact"]["categories"]
+            ),
+            ranking=Ranking(**{k: float(v) for k, v in raw["ranking"].items()}),
             triage=_triage_rules(raw),
             max_offers_per_rung=int(raw["offers"]["max_per_rung"]),
             widen_factor=float(raw["offers"]["widen_factor"]),

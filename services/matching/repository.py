@@ -1,14 +1,16 @@
-"""The stores matching writes to: helper capacity claims and case decisions."""
+"""The stores matching reads and writes: helper capacity, case state, people's links."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from enum import Enum
 from typing import Protocol
 
 from pymongo.asynchronous.database import AsyncDatabase
 
-from shared.contracts import CaseStatus
-from shared.storage import CASES, HELPERS, Document
+from shared.storage import CASES, HELPERS, PEOPLE, Document
+
+from .domain import Person
 
 
 class Claim(Enum):
@@ -25,12 +27,27 @@ class HelperStore(Protocol):
 
     async def release(self, helper_id: str, case_id: str) -> None: ...
 
+    async def count_accept(self, helper_id: str) -> None: ...
+
 
 class CaseStore(Protocol):
-    async def record_decision(self, case_id: str, update: Document) -> bool:
-        """Apply the decision if the case is still undecided; False if someone decided first."""
+    async def get(self, case_id: str) -> Document | None: ...
+
+    async def apply(self, case_id: str, version: int, update: Document) -> bool:
+        """Apply an update if the case is still at `version`; False if someone changed it first."""
 
     async def events(self, case_id: str) -> Document: ...
+
+    async def contact(self, case_id: str) -> Document | None:
+        """The person's address and numbers, for the helper who accepted."""
+
+    async def overdue_offers(self, now: datetime, limit: int) -> list[Document]: ...
+
+
+class PeopleStore(Protocol):
+    async def get(self, person_key: str) -> Person: ...
+
+    async def remember_helper(self, person_key: str, helper_id: str, now: datetime) -> None: ...
 
 
 class MongoHelperStore:
@@ -48,7 +65,7 @@ class MongoHelperStore:
                 "case_ids": {"$ne": case_id},
                 "$expr": {"$lt": ["$load", "$capacity"]},
             },
-            {"$inc": {"load": 1}, "$push": {"case_ids": case_id}},
+            {"$inc": {"load": 1, "offers": 1}, "$push": {"case_ids": case_id}},
         )
         if result.modified_count == 1:
             return Claim.taken
@@ -62,17 +79,55 @@ class MongoHelperStore:
             {"$inc": {"load": -1}, "$pull": {"case_ids": case_id}},
         )
 
+    async def count_accept(self, helper_id: str) -> None:
+        await self._helpers.update_one({"_id": helper_id}, {"$inc": {"accepts": 1}})
+
 
 class MongoCaseStore:
     def __init__(self, db: AsyncDatabase[Document]) -> None:
         self._cases = db[CASES]
 
-    async def record_decision(self, case_id: str, update: Document) -> bool:
-        result = await self._cases.update_one(
-            {"_id": case_id, "status": CaseStatus.received.value}, update
-        )
+    async def get(self, case_id: str) -> Document | None:
+        return await self._cases.find_one({"_id": case_id}, {"person": 0, "description": 0})
+
+    async def apply(self, case_id: str, version: int, update: Document) -> bool:
+        result = await self._cases.update_one({"_id": case_id, "version": version}, update)
         return result.modified_count == 1
 
     async def events(self, case_id: str) -> Document:
         doc = await self._cases.find_one({"_id": case_id}, {"events": 1})
-        return dict(doc["events"]) if doc else {}
+        return dict(doc.get("events", {})) if doc else {}
+
+    async def contact(self, case_id: str) -> Document | None:
+        return await self._cases.find_one(
+            {"_id": case_id},
+            {"person.phone": 1, "person.carer_phone": 1, "location.address": 1, "facts": 1},
+        )
+
+    async def overdue_offers(self, now: datetime, limit: int) -> list[Document]:
+        cursor = self._cases.find(
+            {"offer_due": {"$lt": now}, "status": "assigned"}, {"offers": 1}, limit=limit
+        )
+        return [doc async for doc in cursor]
+
+
+class MongoPeopleStore:
+    def __init__(self, db: AsyncDatabase[Document]) -> None:
+        self._people = db[PEOPLE]
+
+    async def get(self, person_key: str) -> Person:
+        doc = await self._people.find_one({"_id": person_key}) if person_key else None
+        if doc is None:
+            return Person()
+        return Person(
+            paired_cadre_ids=frozenset(doc.get("paired_cadre_ids", ())),
+            previous_helper_id=doc.get("previous_helper_id"),
+        )
+
+    async def remember_helper(self, person_key: str, helper_id: str, now: datetime) -> None:
+        if person_key:
+            await self._people.update_one(
+                {"_id": person_key},
+                {"$set": {"previous_helper_id": helper_id, "previous_helper_at": now}},
+                upsert=True,
+            )

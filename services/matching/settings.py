@@ -1,8 +1,8 @@
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 
-from shared.settings import CommonSettings
+from shared.settings import DEV_SECRET, CommonSettings
 
 from .policy import DEFAULT_POLICY_FILE
 
@@ -13,3 +13,18 @@ class MatchingSettings(CommonSettings):
     registry_refresh_s: float = Field(default=30.0, gt=0, validation_alias="REGISTRY_REFRESH_S")
     stored_candidates: int = Field(default=5, ge=1, le=50, validation_alias="STORED_CANDIDATES")
     stored_exclusions: int = Field(default=20, ge=0, le=200, validation_alias="STORED_EXCLUSIONS")
+    offer_link_key: SecretStr = Field(
+        default=SecretStr(DEV_SECRET), validation_alias="OFFER_LINK_KEY"
+    )
+    public_url: str = Field(default="http://127.0.0.1:8001", validation_alias="MATCHING_PUBLIC_URL")
+    sweep_interval_s: float = Field(default=5.0, gt=0, validation_alias="OFFER_SWEEP_INTERVAL_S")
+    outbox_relay_interval_s: float = Field(
+        default=2.0, gt=0, validation_alias="OUTBOX_RELAY_INTERVAL_S"
+    )
+    outbox_grace_s: float = Field(default=5.0, ge=0, validation_alias="OUTBOX_GRACE_S")
+    ack_window_scale: float = Field(
+        default=1.0,
+        gt=0,
+        validation_alias="ACK_WINDOW_SCALE",
+        description="Multiplies every acknowledgement window (drills and tests use a small one)",
+    )

@@ -1,30 +1,51 @@
-"""Deciding who goes: rank (pure), claim capacity (atomic), record (conditional), publish."""
+"""Deciding who goes and following the offer through: rank (pure), claim capacity (atomic),
+record the case's new state (conditional on its version), publish."""
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable
-from datetime import datetime
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import Any
 
 from shared.contracts import (
     AssignedHelper,
+    CaseAccepted,
     CaseAssigned,
+    CaseDeclined,
     CaseEscalated,
+    CaseFacts,
     CaseStatus,
     Event,
     HardshipReported,
     HelperKind,
+    OfferAnswer,
+    OfferResponse,
     utcnow,
 )
+from shared.outbox import Outbox, pending
 from shared.storage import Document
 
-from .domain import Candidate, Decision, duty_desk_for
-from .domain import decide as rank
+from .domain import (
+    Candidate,
+    Decision,
+    Person,
+    Rung,
+    contact_via_carer,
+    decide,
+    duty_desk_for,
+    rungs_for,
+)
 from .index import HelperIndex
+from .lifecycle import TIMEOUT, Answer, CaseState, Offer, answer, escalated, offered, rungs_to_try
+from .links import OfferLinks
 from .metrics import MatchingMetrics
 from .policy import Policy
-from .repository import CaseStore, Claim, HelperStore
+from .repository import CaseStore, Claim, HelperStore, PeopleStore
+from .triage import Triage, triage
 
 log = logging.getLogger("carerelay.matching")
 
@@ -32,58 +53,246 @@ Publish = Callable[[Event], Awaitable[None]]
 UNKNOWN_DESK = AssignedHelper(helper_id="duty-desk", kind=HelperKind.duty_desk, name="残联值班室")
 
 
+@dataclass
+class Step:
+    """The next state of a case, the events announcing it, and what to undo if it is not stored."""
+
+    state: CaseState
+    events: list[Event]
+    decision: Decision | None
+    timeline: list[Document] = field(default_factory=list)
+    fresh_claim: str | None = None
+
+
 class Matching:
     def __init__(
         self,
         helpers: HelperStore,
         cases: CaseStore,
+        people: PeopleStore,
         index: HelperIndex,
         policy: Policy,
+        outbox: Outbox,
         publish: Publish,
+        links: OfferLinks,
         metrics: MatchingMetrics,
         stored_candidates: int = 5,
         stored_exclusions: int = 20,
+        ack_window_scale: float = 1.0,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self._helpers = helpers
         self._cases = cases
+        self._people = people
         self._index = index
         self._policy = policy
+        self._outbox = outbox
         self._publish = publish
+        self._links = links
         self._metrics = metrics
         self._stored_candidates = stored_candidates
         self._stored_exclusions = stored_exclusions
+        self._ack_window_scale = ack_window_scale
         self._clock = clock
 
     async def refresh_index(self) -> None:
         self._index.replace_all(await self._helpers.all())
         self._metrics.helpers_indexed.set(len(self._index))
 
+    # ------------------------------------------------------------------ a new case
+
     async def on_reported(self, event: HardshipReported) -> None:
-        started = time.perf_counter()
-        decision = rank(event.facts, self._index.snapshot(), self._policy)
-        self._metrics.candidate_search.observe(time.perf_counter() - started)
-        chosen, fresh = await self._claim_first(decision, event.case_id)
-        outcome = self._outcome(event, chosen, decision)
-        now = self._clock()
-        if await self._cases.record_decision(
-            event.case_id,
-            _decision_update(
-                outcome, decision, chosen, now, self._stored_candidates, self._stored_exclusions
-            ),
-        ):
-            self._observe(event, outcome, now)
-            await self._publish(outcome)
+        now, facts = self._clock(), event.facts
+        sorting = triage(facts, self._policy.triage)
+        person = await self._people.get(facts.person_key)
+        state = CaseState(status=CaseStatus.received, version=1)
+        step = await self._advance(event.case_id, facts, state, person, sorting, now)
+        extra = {"triage": _triage_document(sorting)}
+        if await self._cases.apply(event.case_id, 1, self._update(step, now, extra)):
+            self._observe_first_decision(facts, step, now)
+            for out in step.events:
+                await self._publish(out)
             return
         # Another delivery of this event decided first: undo our claim, repeat its announcement.
-        if chosen is not None and fresh:
-            await self._helpers.release(chosen.helper.id, event.case_id)
-            self._index.adjust_load(chosen.helper.id, -1)
+        await self._undo(step, event.case_id)
         await self._republish(event.case_id)
 
-    async def _claim_first(self, decision: Decision, case_id: str) -> tuple[Candidate | None, bool]:
+    # ------------------------------------------------------------------ answers and timeouts
+
+    async def answer(self, reply: OfferAnswer, reason: str = "") -> Answer:
+        doc = await self._cases.get(reply.case_id)
+        if doc is None:
+            return Answer.stale
+        now = self._clock()
+        state = CaseState.of(doc)
+        current = state.open_offer
+        result, answered = answer(
+            state, reply.offer_id, reply.response, now, reason or reply.reason
+        )
+        if result is Answer.stale or current is None:
+            return Answer.stale
+        facts = CaseFacts.model_validate(doc["facts"])
+        helper = _assigned(current)
+        if result is Answer.accepted:
+            step = Step(
+                answered,
+                [CaseAccepted(case_id=reply.case_id, offer_id=current.offer_id, helper=helper)],
+                None,
+                [_entry(now, "accepted", helper_id=current.helper_id)],
+            )
+            if not await self._store(reply.case_id, state.version, step, now):
+                return Answer.stale
+            self._metrics.answers.labels("accepted").inc()
+            await self._helpers.count_accept(current.helper_id)
+            await self._people.remember_helper(facts.person_key, current.helper_id, now)
+            return result
+        closed = next(o for o in answered.offers if o.offer_id == current.offer_id)
+        declined = CaseDeclined(
+            case_id=reply.case_id,
+            offer_id=current.offer_id,
+            helper=helper,
+            reason=closed.outcome or "declined",
+        )
+        sorting = _triage_of(doc, facts, self._policy)
+        person = await self._people.get(facts.person_key)
+        step = await self._advance(reply.case_id, facts, answered, person, sorting, now)
+        step.events.insert(0, declined)
+        step.timeline.insert(
+            0, _entry(now, "declined", reason=declined.reason, helper_id=current.helper_id)
+        )
+        if not await self._store(reply.case_id, state.version, step, now):
+            await self._undo(step, reply.case_id)
+            return Answer.stale
+        self._metrics.answers.labels(declined.reason).inc()
+        await self._helpers.release(current.helper_id, reply.case_id)
+        self._index.adjust_load(current.helper_id, -1)
+        return result
+
+    async def contact_details(self, case_id: str) -> tuple[str | None, str | None]:
+        """Address, and the number to call: the carer's when contact goes through the carer."""
+        doc = await self._cases.contact(case_id)
+        if doc is None:
+            return None, None
+        person = doc.get("person", {})
+        via_carer = contact_via_carer(CaseFacts.model_validate(doc["facts"]), self._policy)
+        phone = person.get("carer_phone") if via_carer else person.get("phone")
+        return doc.get("location", {}).get("address"), phone
+
+    async def sweep_timeouts(self, limit: int = 200) -> int:
+        """Treat every offer past its acknowledgement window as declined for `timeout`."""
+        swept = 0
+        for doc in await self._cases.overdue_offers(self._clock(), limit):
+            open_offer = CaseState.of({"status": "assigned", **doc}).open_offer
+            if open_offer is None:
+                continue
+            reply = OfferAnswer(
+                case_id=doc["_id"], offer_id=open_offer.offer_id, response=OfferResponse.decline
+            )
+            if await self.answer_timeout(reply) is Answer.declined:
+                swept += 1
+        return swept
+
+    async def answer_timeout(self, reply: OfferAnswer) -> Answer:
+        return await self.answer(reply.model_copy(update={"response": TIMEOUT}), TIMEOUT)
+
+    # ------------------------------------------------------------------ the ladder
+
+    async def _advance(
+        self,
+        case_id: str,
+        facts: CaseFacts,
+        state: CaseState,
+        person: Person,
+        sorting: Triage,
+        now: datetime,
+    ) -> Step:
+        """Offer the case to the best helper whose capacity we can claim, climbing the ladder
+        as rungs run out; the duty desk when nobody is left."""
+        first: Decision | None = None
+        saw_candidates = False
+        for rung in rungs_to_try(
+            state, rungs_for(facts.need, self._policy), self._policy.max_offers_per_rung
+        ):
+            if rung is Rung.duty_desk:
+                break
+            started = time.perf_counter()
+            decision = decide(
+                facts, self._index.snapshot(), self._policy, now, rung, person, state.offered_ids
+            )
+            self._metrics.candidate_search.observe(time.perf_counter() - started)
+            first = first or decision
+            saw_candidates = saw_candidates or bool(decision.candidates)
+            chosen = await self._claim_first(decision.candidates, case_id)
+            if chosen is not None:
+                candidate, fresh = chosen
+                return self._offer(
+                    case_id, facts, state, candidate, rung, sorting, now, decision, fresh
+                )
+        if state.offers:
+            reason = "offers_exhausted"
+        elif saw_candidates:
+            reason = "all_candidates_at_capacity"
+        else:
+            reason = "no_eligible_helper"
+        desk = duty_desk_for(facts.division_code, self._index.snapshot())
+        target = (
+            AssignedHelper(helper_id=desk.id, kind=desk.kind, name=desk.name)
+            if desk
+            else UNKNOWN_DESK
+        )
+        out = CaseEscalated(case_id=case_id, helper=target, reason=reason, **_common(facts))
+        return Step(
+            escalated(state),
+            [out],
+            first,
+            [_entry(now, "escalated", reason=reason, helper_id=target.helper_id)],
+        )
+
+    def _offer(
+        self,
+        case_id: str,
+        facts: CaseFacts,
+        state: CaseState,
+        candidate: Candidate,
+        rung: Rung,
+        sorting: Triage,
+        now: datetime,
+        decision: Decision,
+        fresh: bool,
+    ) -> Step:
+        helper = candidate.helper
+        offer = Offer(
+            offer_id=uuid.uuid4().hex,
+            helper_id=helper.id,
+            kind=helper.kind,
+            name=helper.name,
+            rung=rung,
+            basis=candidate.basis.value,
+            offered_at=now,
+            ack_due=now + sorting.ack_window * self._ack_window_scale,
+            distance_km=candidate.distance_km,
+        )
+        out = CaseAssigned(
+            case_id=case_id,
+            helper=_assigned(offer),
+            offer_id=offer.offer_id,
+            ack_due=offer.ack_due,
+            respond_url=self._links.url(case_id, offer.offer_id),
+            priority=sorting.priority,
+            rung=rung.value,
+            contact_via_carer=contact_via_carer(facts, self._policy),
+            **_common(facts),
+        )
+        entry = _entry(
+            now, "assigned", reason=candidate.basis.value, helper_id=helper.id, rung=rung.value
+        )
+        return Step(offered(state, offer), [out], decision, [entry], helper.id if fresh else None)
+
+    async def _claim_first(
+        self, candidates: Sequence[Candidate], case_id: str
+    ) -> tuple[Candidate, bool] | None:
         """The first candidate whose capacity we hold, and whether this call took it."""
-        for candidate in decision.candidates:
+        for candidate in candidates:
             claim = await self._helpers.claim(candidate.helper.id, case_id)
             if claim is Claim.taken:
                 self._index.adjust_load(candidate.helper.id, +1)
@@ -92,45 +301,67 @@ class Matching:
                 return candidate, False
             self._metrics.claim_conflicts.inc()
             self._index.mark_full(candidate.helper.id)
-        return None, False
+        return None
 
-    def _outcome(
-        self, event: HardshipReported, chosen: Candidate | None, decision: Decision
-    ) -> CaseAssigned | CaseEscalated:
-        facts = event.facts
-        common = {
-            "case_id": event.case_id,
-            "need": facts.need,
-            "urgency": facts.urgency,
-            "division_code": facts.division_code,
-            "received_at": facts.received_at,
+    # ------------------------------------------------------------------ storing and announcing
+
+    def _update(
+        self, step: Step, now: datetime, extra: dict[str, Any] | None = None, outbox: bool = False
+    ) -> Document:
+        state = step.state
+        fields: Document = {**state.to_fields(), "updated_at": now, **(extra or {})}
+        escalation = next((e for e in step.events if isinstance(e, CaseEscalated)), None)
+        if escalation is not None:
+            fields["assignment"] = escalation.helper.model_dump(mode="json")
+        elif state.offers:
+            fields["assignment"] = _assigned(state.offers[-1]).model_dump(mode="json")
+        if step.decision is not None:
+            fields["decision"] = self._decision_document(step.decision, escalation)
+        for out in step.events:
+            fields[f"events.{out.slot()}"] = out.model_dump(mode="json")
+        if outbox:
+            fields.update(pending(step.events, now))
+        return {
+            "$set": fields,
+            "$inc": {"version": 1},
+            "$push": {"timeline": {"$each": step.timeline}},
         }
-        if chosen is not None:
-            helper = AssignedHelper(
-                helper_id=chosen.helper.id,
-                kind=chosen.helper.kind,
-                name=chosen.helper.name,
-                distance_km=chosen.distance_km,
-            )
-            return CaseAssigned(helper=helper, **common)
-        desk = duty_desk_for(facts.division_code, self._index.snapshot())
-        target = (
-            AssignedHelper(helper_id=desk.id, kind=desk.kind, name=desk.name)
-            if desk
-            else UNKNOWN_DESK
-        )
-        reason = "all_candidates_at_capacity" if decision.candidates else "no_eligible_helper"
-        return CaseEscalated(helper=target, reason=reason, **common)
 
-    def _observe(
-        self, event: HardshipReported, outcome: CaseAssigned | CaseEscalated, now: datetime
-    ) -> None:
-        kind = "assign" if isinstance(outcome, CaseAssigned) else "escalate"
-        self._metrics.decisions.labels(
-            kind, outcome.helper.kind.value, event.facts.need.value
-        ).inc()
-        waited = (now - event.facts.received_at).total_seconds()
-        self._metrics.report_to_decision.observe(max(0.0, waited))
+    async def _store(self, case_id: str, version: int, step: Step, now: datetime) -> bool:
+        """Store an answer's outcome with its events in the outbox, then publish them."""
+        if not await self._cases.apply(case_id, version, self._update(step, now, outbox=True)):
+            return False
+        await self._outbox.flush_events(case_id, step.events, now)
+        return True
+
+    def _decision_document(self, decision: Decision, escalation: CaseEscalated | None) -> Document:
+        return {
+            "outcome": "escalate" if escalation else "offer",
+            "reason": escalation.reason
+            if escalation
+            else (decision.candidates[0].basis.value if decision.candidates else ""),
+            "rung": decision.rung.value,
+            "required_skills": sorted(decision.required_skills),
+            "candidates": [
+                {
+                    "helper_id": c.helper.id,
+                    "kind": c.helper.kind.value,
+                    "basis": c.basis.value,
+                    "score": None if c.score == float("inf") else c.score,
+                    "distance_km": c.distance_km,
+                }
+                for c in decision.candidates[: self._stored_candidates]
+            ],
+            "excluded": [
+                {"helper_id": h, "reason": r.value}
+                for h, r in decision.excluded[: self._stored_exclusions]
+            ],
+        }
+
+    async def _undo(self, step: Step, case_id: str) -> None:
+        if step.fresh_claim is not None:
+            await self._helpers.release(step.fresh_claim, case_id)
+            self._index.adjust_load(step.fresh_claim, -1)
 
     async def _republish(self, case_id: str) -> None:
         stored = await self._cases.events(case_id)
@@ -138,42 +369,49 @@ class Matching:
             if model.slot() in stored:
                 await self._publish(model.model_validate(stored[model.slot()]))
 
+    def _observe_first_decision(self, facts: CaseFacts, step: Step, now: datetime) -> None:
+        out = step.events[-1]
+        outcome = "offer" if isinstance(out, CaseAssigned) else "escalate"
+        kind = out.helper.kind.value if isinstance(out, CaseAssigned | CaseEscalated) else ""
+        self._metrics.decisions.labels(outcome, kind, facts.need.value).inc()
+        waited = (now - facts.received_at).total_seconds()
+        self._metrics.report_to_decision.observe(max(0.0, waited))
 
-def _decision_update(
-    outcome: CaseAssigned | CaseEscalated,
-    decision: Decision,
-    chosen: Candidate | None,
-    now: datetime,
-    top: int,
-    exclusions: int,
-) -> Document:
-    assigned = isinstance(outcome, CaseAssigned)
-    status = CaseStatus.assigned if assigned else CaseStatus.escalated
-    reason = "nearest_eligible_with_capacity" if assigned else outcome.reason  # type: ignore[union-attr]
+
+def _assigned(offer: Offer) -> AssignedHelper:
+    return AssignedHelper(
+        helper_id=offer.helper_id, kind=offer.kind, name=offer.name, distance_km=offer.distance_km
+    )
+
+
+def _common(facts: CaseFacts) -> dict[str, Any]:
     return {
-        "$set": {
-            "status": status.value,
-            "assignment": outcome.helper.model_dump(mode="json"),
-            "decision": {
-                "outcome": "assign" if assigned else "escalate",
-                "reason": reason,
-                "required_skills": sorted(decision.required_skills),
-                "candidates": [
-                    {
-                        "helper_id": c.helper.id,
-                        "kind": c.helper.kind.value,
-                        "score": c.score,
-                        "distance_km": c.distance_km,
-                    }
-                    for c in decision.candidates[:top]
-                ],
-                "excluded": [
-                    {"helper_id": h, "reason": r.value} for h, r in decision.excluded[:exclusions]
-                ],
-            },
-            f"events.{outcome.slot()}": outcome.model_dump(mode="json"),
-            "updated_at": now,
-        },
-        "$inc": {"version": 1},
-        "$push": {"timeline": {"status": status.value, "at": now, "reason": reason}},
+        "need": facts.need,
+        "urgency": facts.urgency,
+        "division_code": facts.division_code,
+        "received_at": facts.received_at,
     }
+
+
+def _entry(now: datetime, status: str, **details: str | None) -> Document:
+    return {"status": status, "at": now, **{k: v for k, v in details.items() if v is not None}}
+
+
+def _triage_document(t: Triage) -> Document:
+    return {
+        "priority": t.priority,
+        "score": t.score,
+        "factors": list(t.factors),
+        "first_contact_due": t.first_contact_due,
+        "resolution_due": t.resolution_due,
+        "ack_window_s": t.ack_window.total_seconds(),
+    }
+
+
+def _triage_of(doc: Document, facts: CaseFacts, policy: Policy) -> Triage:
+    stored = doc.get("triage")
+    if not stored:
+        return triage(facts, policy.triage)
+    return replace(
+        triage(facts, policy.triage), ack_window=timedelta(seconds=stored["ack_window_s"])
+    )

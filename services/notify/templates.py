@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import string
-import tomllib
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -15,12 +14,6 @@ TEMPLATE_DIR = Path(__file__).with_name("templates")
 class Rendered:
     subject: str
     text: str
-
-
-@cache
-def labels(locale: str) -> dict[str, dict[str, str]]:
-    raw = tomllib.loads((TEMPLATE_DIR / locale / "labels.toml").read_text(encoding="utf-8"))
-    return {section: {str(k): str(v) for k, v in values.items()} for section, values in raw.items()}
 
 
 @cache

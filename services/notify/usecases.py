@@ -16,13 +16,14 @@ from shared.contracts import (
     OutreachSent,
     utcnow,
 )
+from shared.labels import labels
 from shared.pii import mask_address
 
 from .channels import Channel, OutboundMessage
 from .domain import Defaults, PlannedMessage, plan
 from .metrics import NotifyMetrics
 from .repository import OutreachStore
-from .templates import labels, render
+from .templates import render
 
 log = logging.getLogger("carerelay.notify")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from services.notify.domain import CONSOLE, EMAIL, WECHAT_WORK, Defaults, Route, plan
-from services.notify.templates import labels, render
+from services.notify.templates import render
 from shared.contracts import (
     AssignedHelper,
     CaseAssigned,
@@ -15,6 +15,7 @@ from shared.contracts import (
     Need,
     Urgency,
 )
+from shared.labels import labels
 from shared.pii import mask_address, scrub_digits
 
 NOW = datetime(2022, 11, 22, tzinfo=UTC)

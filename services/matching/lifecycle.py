@@ -1,0 +1,142 @@
+"""The case state machine: offers, answers, timeouts and the climb up the ladder. Pure.
+
+received ──offer──▶ assigned ──accept──▶ accepted
+                      │  ▲
+       decline/timeout│  │next offer (same rung, or the next rung up)
+                      ▼  │
+                    (ladder) ──nobody left──▶ escalated (duty desk)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, replace
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from shared.contracts import CaseStatus, HelperKind, OfferResponse
+
+from .domain import LADDER, Rung
+
+TIMEOUT = "timeout"
+
+
+@dataclass(frozen=True)
+class Offer:
+    offer_id: str
+    helper_id: str
+    kind: HelperKind
+    name: str
+    rung: Rung
+    basis: str
+    offered_at: datetime
+    ack_due: datetime
+    distance_km: float | None = None
+    outcome: str | None = None  # accepted, declined or timeout
+    reason: str = ""
+    answered_at: datetime | None = None
+
+    @property
+    def is_open(self) -> bool:
+        return self.outcome is None
+
+    def to_document(self) -> dict[str, Any]:
+        return {**asdict(self), "kind": self.kind.value, "rung": self.rung.value}
+
+    @classmethod
+    def of(cls, doc: dict[str, Any]) -> Offer:
+        return cls(**{**doc, "kind": HelperKind(doc["kind"]), "rung": Rung(doc["rung"])})
+
+
+@dataclass(frozen=True)
+class CaseState:
+    status: CaseStatus
+    version: int
+    rung: Rung = Rung.field
+    offers_in_rung: int = 0
+    offers: tuple[Offer, ...] = ()
+
+    @property
+    def open_offer(self) -> Offer | None:
+        return next((o for o in reversed(self.offers) if o.is_open), None)
+
+    @property
+    def offered_ids(self) -> frozenset[str]:
+        return frozenset(o.helper_id for o in self.offers)
+
+    @classmethod
+    def of(cls, doc: dict[str, Any]) -> CaseState:
+        ladder = doc.get("ladder") or {}
+        return cls(
+            status=CaseStatus(doc["status"]),
+            version=int(doc.get("version", 1)),
+            rung=Rung(ladder.get("rung", Rung.field.value)),
+            offers_in_rung=int(ladder.get("offers_in_rung", 0)),
+            offers=tuple(Offer.of(o) for o in doc.get("offers", ())),
+        )
+
+    def to_fields(self) -> dict[str, Any]:
+        """The fields an update `$set`s to store this state (the version is `$inc`ed)."""
+        offer = self.open_offer
+        return {
+            "status": self.status.value,
+            "ladder": {"rung": self.rung.value, "offers_in_rung": self.offers_in_rung},
+            "offers": [o.to_document() for o in self.offers],
+            "offer_due": offer.ack_due if offer else None,
+        }
+
+
+def rungs_to_try(state: CaseState, rungs: tuple[Rung, ...], max_per_rung: int) -> Iterator[Rung]:
+    """The rungs still worth trying, from where the case stands; the duty desk always last."""
+    start = LADDER.index(state.rung)
+    for rung in rungs:
+        position = LADDER.index(rung)
+        if position < start:
+            continue
+        if (
+            rung is state.rung
+            and rung is not Rung.duty_desk
+            and state.offers_in_rung >= max_per_rung
+        ):
+            continue
+        yield rung
+
+
+def offered(state: CaseState, offer: Offer) -> CaseState:
+    same_rung = offer.rung is state.rung and state.offers
+    return replace(
+        state,
+        status=CaseStatus.assigned,
+        rung=offer.rung,
+        offers_in_rung=state.offers_in_rung + 1 if same_rung else 1,
+        offers=(*state.offers, offer),
+    )
+
+
+def escalated(state: CaseState) -> CaseState:
+    return replace(state, status=CaseStatus.escalated, rung=Rung.duty_desk)
+
+
+class Answer(StrEnum):
+    accepted = "accepted"
+    declined = "declined"
+    stale = "stale"  # not the open offer (already answered, timed out, or never made)
+
+
+def answer(
+    state: CaseState, offer_id: str, response: OfferResponse | str, now: datetime, reason: str = ""
+) -> tuple[Answer, CaseState]:
+    """Apply a helper's answer (or the timeout) to the open offer."""
+    current = state.open_offer
+    if state.status is not CaseStatus.assigned or current is None or current.offer_id != offer_id:
+        return Answer.stale, state
+    if response == OfferResponse.accept:
+        closed = replace(current, outcome="accepted", answered_at=now)
+        status, result = CaseStatus.accepted, Answer.accepted
+    else:
+        outcome = TIMEOUT if response == TIMEOUT else "declined"
+        closed = replace(current, outcome=outcome, reason=reason or outcome, answered_at=now)
+        status, result = CaseStatus.assigned, Answer.declined
+    offers = tuple(closed if o.offer_id == offer_id else o for o in state.offers)
+    return result, replace(state, status=status, offers=offers)
