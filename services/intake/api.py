@@ -44,7 +44,10 @@ class AssignmentView(BaseModel):
 class CandidateView(BaseModel):
     helper_id: str
     kind: str
-    score: float
+    basis: str = Field(
+        default="nearby", description="paired_cadre, previous_helper, nearby, or jurisdiction"
+    )
+    score: float | None = Field(default=None, description="None when the basis alone decides")
     distance_km: float | None = None
 
 
@@ -56,8 +59,34 @@ class ExclusionView(BaseModel):
 class DecisionView(BaseModel):
     outcome: str
     reason: str
+    rung: str = "field"
+    required_skills: list[str] = []
     candidates: list[CandidateView] = []
     excluded: list[ExclusionView] = []
+
+
+class TriageView(BaseModel):
+    priority: str
+    score: int
+    factors: list[str]
+    first_contact_due: datetime
+    resolution_due: datetime
+
+
+class OfferView(BaseModel):
+    helper_id: str
+    kind: str
+    name: str
+    rung: str
+    basis: str
+    offered_at: datetime
+    ack_due: datetime
+    distance_km: float | None = None
+    outcome: str | None = Field(
+        default=None, description="accepted, declined, timeout; None while open"
+    )
+    reason: str = ""
+    answered_at: datetime | None = None
 
 
 class OutreachView(BaseModel):
@@ -74,6 +103,8 @@ class TimelineEntry(BaseModel):
     status: str
     at: datetime
     reason: str | None = None
+    helper_id: str | None = None
+    rung: str | None = None
 
 
 class CaseView(BaseModel):
@@ -86,8 +117,10 @@ class CaseView(BaseModel):
     division_code: str
     reported_at: datetime
     received_at: datetime
+    triage: TriageView | None = None
     assignment: AssignmentView | None = None
     decision: DecisionView | None = None
+    offers: list[OfferView] = []
     outreach: list[OutreachView] = []
     timeline: list[TimelineEntry] = []
 
@@ -106,11 +139,13 @@ class CaseView(BaseModel):
                     "urgency",
                     "reported_at",
                     "received_at",
+                    "triage",
                     "assignment",
                     "decision",
                     "timeline",
                 )
             },
+            offers=doc.get("offers", []),
             outreach=doc.get("outreach", []),
         )
 

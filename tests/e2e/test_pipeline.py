@@ -137,6 +137,8 @@ async def test_report_is_assigned_to_the_nearest_volunteer_and_the_helper_is_tol
     assert case["assignment"]["distance_km"] == pytest.approx(0.5, abs=0.01)
     assert [t["status"] for t in case["timeline"]] == ["received", "assigned"]
     assert case["decision"]["candidates"][0]["helper_id"] == "vol-near"
+    assert case["offers"][0]["helper_id"] == "vol-near" and case["offers"][0]["outcome"] is None
+    assert case["triage"]["priority"] in ("P1", "P2") and case["triage"]["first_contact_due"]
 
     async def told() -> bool:
         return any(case["case_id"] in r.json()["text"]["content"] for r in wechat.requests)
