@@ -82,6 +82,17 @@ class CaseStatus(StrEnum):
     assigned = "assigned"  # offered to a helper, waiting for them to accept
     accepted = "accepted"
     escalated = "escalated"  # with the duty desk
+    resolved = "resolved"  # the helper (or the duty desk) closed the loop: 问到、访到、帮到、送到
+
+
+class Resolution(StrEnum):
+    """How a case was closed; the hotline's closing report (及时反馈解决) says which."""
+
+    helped = "helped"  # the need was met at the door
+    delivered = "delivered"  # goods or medicine delivered
+    referred = "referred"  # handed to an agency that took it on
+    no_longer_needed = "no_longer_needed"
+    unreachable = "unreachable"  # nobody could reach the person; the duty desk follows up
 
 
 class OfferResponse(StrEnum):
@@ -91,6 +102,9 @@ class OfferResponse(StrEnum):
 
 DIVISION_CODE = re.compile(r"^(\d{6}|\d{9}|\d{12})$")
 PHONE = re.compile(r"^\+?[0-9][0-9\- ]{5,19}$")
+ID_NUMBER = re.compile(r"^\d{17}[\dXx]$")  # 居民身份证号码 (GB 11643)
+# 残疾人证号: the 18-character ID number, then category (1-7) and grade (1-4) digits
+CERTIFICATE_NUMBER = re.compile(r"^\d{17}[\dXx][1-7][1-4]$")
 
 NonEmpty = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
 
@@ -126,12 +140,32 @@ class Person(_Inbound):
     low_income: bool = False
     carer_phone: str | None = Field(default=None, max_length=24)
     preferred_channel: ContactChannel | None = None
+    id_number: str | None = Field(
+        default=None, max_length=18, description="居民身份证号码, 18 characters; stored encrypted"
+    )
+    certificate_number: str | None = Field(
+        default=None, max_length=20, description="残疾人证号, 20 characters; stored encrypted"
+    )
 
     @field_validator("phone", "carer_phone")
     @classmethod
     def _phone(cls, value: str | None) -> str | None:
         if value is not None and not PHONE.match(value):
             raise ValueError("must be a phone number of 6 to 20 digits")
+        return value
+
+    @field_validator("id_number")
+    @classmethod
+    def _id_number(cls, value: str | None) -> str | None:
+        if value is not None and not ID_NUMBER.match(value):
+            raise ValueError("must be an 18-character resident ID number")
+        return value
+
+    @field_validator("certificate_number")
+    @classmethod
+    def _certificate_number(cls, value: str | None) -> str | None:
+        if value is not None and not CERTIFICATE_NUMBER.match(value):
+            raise ValueError("must be a 20-character disability certificate number")
         return value
 
 
@@ -216,6 +250,9 @@ class Event(BaseModel):
     occurred_at: datetime = Field(default_factory=utcnow)
     schema_version: int = SCHEMA_VERSION
     case_id: str
+    # The hotline's own reference, so status callbacks need no lookup; not personal data.
+    source: str = ""
+    external_id: str = ""
 
 
 class CaseFacts(BaseModel):
@@ -224,6 +261,7 @@ class CaseFacts(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
     source: str
+    external_id: str = ""
     need: Need
     urgency: Urgency
     disability_category: DisabilityCategory
@@ -280,6 +318,15 @@ class CaseAccepted(Event):
     event_type: Literal["case.accepted"] = "case.accepted"
     offer_id: str
     helper: AssignedHelper
+
+
+class CaseResolved(Event):
+    """The loop is closed: the helper who accepted (or the duty desk) reports the outcome."""
+
+    routing_key: ClassVar[str] = "case.resolved"
+    event_type: Literal["case.resolved"] = "case.resolved"
+    resolution: Resolution
+    helper: AssignedHelper | None = None
 
 
 class CaseDeclined(Event):

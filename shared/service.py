@@ -16,6 +16,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
+from shared.crypto import FieldCipher
 from shared.messaging import build_broker
 from shared.settings import CommonSettings
 from shared.storage import Document, ensure_indexes, mongo_client, ping
@@ -41,6 +42,15 @@ class Runtime:
     @property
     def db(self) -> AsyncDatabase[Document]:
         return self.mongo[self.settings.mongo_db]
+
+    @property
+    def cipher(self) -> FieldCipher:
+        return FieldCipher(self.settings.pii_key.get_secret_value())
+
+    @property
+    def hash_key(self) -> bytes:
+        """Key of the keyed hashes that link a person's cases without naming them."""
+        return self.settings.person_key_secret.get_secret_value().encode()
 
 
 def configure_logging(level: str) -> None:

@@ -32,6 +32,11 @@ class CommonSettings(BaseSettings):
     person_key_secret: SecretStr = Field(
         default=SecretStr(DEV_SECRET), validation_alias="PERSON_KEY_SECRET"
     )
+    pii_key: SecretStr = Field(
+        default=SecretStr(DEV_SECRET),
+        validation_alias="PII_ENCRYPTION_KEY",
+        description="Encrypts personal data at rest (AES-256-GCM); 32+ random characters",
+    )
 
     def _secrets(self) -> dict[str, SecretStr]:
         return {

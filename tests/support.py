@@ -14,11 +14,13 @@ import httpx
 import uvicorn
 from fastapi import FastAPI
 
+from shared.crypto import FieldCipher
 from shared.embedded import free_port
 from shared.topology import EVENTS
 
 T = TypeVar("T")
 PERSON_SECRET = b"development-only-not-a-secret"  # the development default of PERSON_KEY_SECRET
+DEV_CIPHER = FieldCipher("development-only-not-a-secret")  # the default of PII_ENCRYPTION_KEY
 
 
 async def wait_for(

@@ -32,7 +32,8 @@ def build_app(settings: IntakeSettings | None = None) -> FastAPI:
         outbox,
         settings.case_id_key.get_secret_value().encode(),
         metrics,
-        settings.person_key_secret.get_secret_value().encode(),
+        runtime.cipher,
+        runtime.hash_key,
     )
 
     @runtime.broker.subscriber(

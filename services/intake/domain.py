@@ -7,7 +7,9 @@ import hmac
 from datetime import datetime
 
 from shared.contracts import CaseFacts, CaseStatus, HardshipReport, HardshipReported
+from shared.crypto import FieldCipher
 from shared.outbox import pending
+from shared.people import person_key, seal_report
 from shared.storage import Document
 
 
@@ -22,6 +24,7 @@ def facts_of(report: HardshipReport, received_at: datetime, person_key: str) -> 
     person = report.person
     return CaseFacts(
         source=report.source,
+        external_id=report.external_id,
         need=report.need,
         urgency=report.urgency,
         disability_category=person.disability.category,
@@ -40,11 +43,17 @@ def facts_of(report: HardshipReport, received_at: datetime, person_key: str) -> 
 
 
 def open_case(
-    report: HardshipReport, case_id: str, now: datetime, person_key: str = ""
+    report: HardshipReport, case_id: str, now: datetime, cipher: FieldCipher, hash_key: bytes
 ) -> tuple[Document, HardshipReported]:
-    """The case document as first stored, its `hardship.reported` event waiting in the outbox."""
+    """The case document as first stored (personal data sealed), its `hardship.reported` event
+    waiting in the outbox."""
+    facts = facts_of(report, now, person_key(report.person.phone, hash_key))
     event = HardshipReported(
-        case_id=case_id, occurred_at=now, facts=facts_of(report, now, person_key)
+        case_id=case_id,
+        occurred_at=now,
+        source=report.source,
+        external_id=report.external_id,
+        facts=facts,
     )
     document: Document = {
         "_id": case_id,
@@ -53,11 +62,9 @@ def open_case(
         "status": CaseStatus.received.value,
         "need": report.need.value,
         "urgency": report.urgency.value,
-        "description": report.description,
         "reported_at": report.reported_at,
         "received_at": now,
-        "person": report.person.model_dump(mode="json"),
-        "location": report.location.model_dump(mode="json"),
+        **seal_report(report, case_id, cipher, hash_key),
         "facts": event.facts.model_dump(mode="python"),
         **pending([event], now),
         "assignment": None,

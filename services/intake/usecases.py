@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from shared.contracts import HardshipReport, utcnow
+from shared.crypto import FieldCipher
 from shared.outbox import OUTBOX, OUTBOX_AT, Outbox
-from shared.people import person_key
 
 from .domain import case_id_for, open_case
 from .metrics import IntakeMetrics
@@ -32,20 +32,21 @@ class Intake:
         outbox: Outbox,
         case_id_key: bytes,
         metrics: IntakeMetrics,
-        person_secret: bytes = b"",
+        cipher: FieldCipher,
+        hash_key: bytes,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self._cases = cases
         self._outbox = outbox
         self._key = case_id_key
-        self._person_secret = person_secret
+        self._cipher = cipher
+        self._hash_key = hash_key
         self._metrics = metrics
         self._clock = clock
 
     async def accept(self, report: HardshipReport) -> Accepted:
         case_id = case_id_for(report.source, report.external_id, self._key)
-        person = person_key(report.person.phone, self._person_secret)
-        document, _ = open_case(report, case_id, self._clock(), person)
+        document, _ = open_case(report, case_id, self._clock(), self._cipher, self._hash_key)
         created = await self._cases.add(document)
         result = "accepted" if created else "duplicate"
         self._metrics.reports.labels(report.source, report.need.value, result).inc()

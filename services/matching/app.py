@@ -50,6 +50,7 @@ def build_app(settings: MatchingSettings | None = None) -> FastAPI:
         lambda event: publish_event(broker, event),
         links,
         MatchingMetrics.create(runtime.registry),
+        runtime.cipher,
         settings.stored_candidates,
         settings.stored_exclusions,
         settings.ack_window_scale,

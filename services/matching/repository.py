@@ -101,7 +101,7 @@ class MongoCaseStore:
     async def contact(self, case_id: str) -> Document | None:
         return await self._cases.find_one(
             {"_id": case_id},
-            {"person.phone": 1, "person.carer_phone": 1, "location.address": 1, "facts": 1},
+            {"person": 1, "location": 1, "description": 1, "facts": 1},
         )
 
     async def overdue_offers(self, now: datetime, limit: int) -> list[Document]:

@@ -26,7 +26,9 @@ from shared.contracts import (
     OfferResponse,
     utcnow,
 )
+from shared.crypto import FieldCipher
 from shared.outbox import Outbox, pending
+from shared.people import open_case_personal_data
 from shared.storage import Document
 
 from .domain import (
@@ -76,6 +78,7 @@ class Matching:
         publish: Publish,
         links: OfferLinks,
         metrics: MatchingMetrics,
+        cipher: FieldCipher,
         stored_candidates: int = 5,
         stored_exclusions: int = 20,
         ack_window_scale: float = 1.0,
@@ -90,6 +93,7 @@ class Matching:
         self._publish = publish
         self._links = links
         self._metrics = metrics
+        self._cipher = cipher
         self._stored_candidates = stored_candidates
         self._stored_exclusions = stored_exclusions
         self._ack_window_scale = ack_window_scale
@@ -173,10 +177,9 @@ class Matching:
         doc = await self._cases.contact(case_id)
         if doc is None:
             return None, None
-        person = doc.get("person", {})
+        person = open_case_personal_data(doc, self._cipher)
         via_carer = contact_via_carer(CaseFacts.model_validate(doc["facts"]), self._policy)
-        phone = person.get("carer_phone") if via_carer else person.get("phone")
-        return doc.get("location", {}).get("address"), phone
+        return person.address, person.carer_phone if via_carer else person.phone
 
     async def sweep_timeouts(self, limit: int = 200) -> int:
         """Treat every offer past its acknowledgement window as declined for `timeout`."""

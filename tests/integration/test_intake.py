@@ -21,9 +21,10 @@ from services.intake.settings import IntakeSettings
 from services.intake.usecases import Intake
 from shared.contracts import HardshipReport, utcnow
 from shared.outbox import Outbox
+from shared.people import open_case_personal_data
 from shared.storage import CASES, Document
 from shared.topology import EVENTS, INTAKE_REPORTS
-from tests.support import EventListener, running, service_env, wait_for
+from tests.support import DEV_CIPHER, PERSON_SECRET, EventListener, running, service_env, wait_for
 
 EXAMPLE: dict[str, Any] = HardshipReport.model_json_schema()["examples"][0]
 
@@ -76,6 +77,35 @@ async def test_published_event_carries_no_personal_data(
     )
     for secret in ("王小明", "13912345678", EXAMPLE["location"]["address"]):
         assert secret not in raw
+
+
+async def test_personal_data_is_sealed_at_rest_and_opens_with_the_key(
+    intake: httpx.AsyncClient, db: AsyncDatabase[Document]
+) -> None:
+    secrets = {
+        "name": "王小明",
+        "phone": "13912345678",
+        "carer_phone": "13787654321",
+        "id_number": "42010319560312002X",
+        "certificate_number": "42010319560312002X11",
+    }
+    case_id = (await intake.post("/v1/reports", json=report("T-SEAL", **secrets))).json()["case_id"]
+    stored = await db[CASES].find_one({"_id": case_id})
+    assert stored is not None
+    raw = json.dumps(stored, default=str, ensure_ascii=False)
+    for plain in (*secrets.values(), EXAMPLE["location"]["address"], EXAMPLE["description"]):
+        assert plain not in raw
+    assert stored["person"]["disability"] == {"category": "visual", "grade": 1}
+    assert stored["person"]["id_key"] and stored["person"]["person_key"]
+
+    opened = open_case_personal_data(stored, DEV_CIPHER)
+    assert (opened.name, opened.phone, opened.carer_phone) == (
+        "王小明",
+        "13912345678",
+        "13787654321",
+    )
+    assert opened.certificate_number == secrets["certificate_number"]
+    assert opened.address == EXAMPLE["location"]["address"]
 
 
 async def test_same_ticket_posted_twice_is_one_case_and_one_event(
@@ -160,7 +190,12 @@ async def test_outbox_relay_publishes_what_the_broker_missed(db: AsyncDatabase[D
 
     outbox = Outbox(db[CASES], publish)
     intake = Intake(
-        MongoCaseRepository(db), outbox, b"k", IntakeMetrics.create(CollectorRegistry())
+        MongoCaseRepository(db),
+        outbox,
+        b"k",
+        IntakeMetrics.create(CollectorRegistry()),
+        DEV_CIPHER,
+        PERSON_SECRET,
     )
     accepted = await intake.accept(HardshipReport.model_validate(report("T-OUTBOX")))
     stored = await db[CASES].find_one({"_id": accepted.case_id})

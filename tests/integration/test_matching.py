@@ -21,7 +21,7 @@ from shared.contracts import HardshipReport, HardshipReported, HelperKind, Helpe
 from shared.registry import upsert_helpers
 from shared.storage import CASES, HELPERS, Document
 from shared.topology import EVENTS, MATCHING_REPORTED
-from tests.support import PERSON_SECRET, EventListener, running, service_env, wait_for
+from tests.support import DEV_CIPHER, PERSON_SECRET, EventListener, running, service_env, wait_for
 
 EXAMPLE: dict[str, Any] = HardshipReport.model_json_schema()["examples"][0]
 LAT, LON = EXAMPLE["location"]["lat"], EXAMPLE["location"]["lon"]
@@ -52,7 +52,9 @@ async def new_case(db: AsyncDatabase[Document], **changes: Any) -> HardshipRepor
     body = copy.deepcopy(EXAMPLE)
     body["external_id"] = uuid.uuid4().hex
     body["location"].update(changes)
-    document, event = open_case(HardshipReport.model_validate(body), uuid.uuid4().hex, utcnow())
+    document, event = open_case(
+        HardshipReport.model_validate(body), uuid.uuid4().hex, utcnow(), DEV_CIPHER, PERSON_SECRET
+    )
     await db[CASES].insert_one(document)
     return event
 

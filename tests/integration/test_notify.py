@@ -35,6 +35,7 @@ from shared.registry import upsert_helpers
 from shared.storage import CASES, Document
 from shared.topology import EVENTS
 from tests.support import (
+    DEV_CIPHER,
     PERSON_SECRET,
     EventListener,
     Recorded,
@@ -115,7 +116,9 @@ async def start_notify(
 async def new_case(db: AsyncDatabase[Document]) -> str:
     body = copy.deepcopy(EXAMPLE)
     body["external_id"] = uuid.uuid4().hex
-    document, _ = open_case(HardshipReport.model_validate(body), uuid.uuid4().hex, utcnow())
+    document, _ = open_case(
+        HardshipReport.model_validate(body), uuid.uuid4().hex, utcnow(), DEV_CIPHER, PERSON_SECRET
+    )
     await db[CASES].insert_one(document)
     return str(document["_id"])
 

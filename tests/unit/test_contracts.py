@@ -11,8 +11,11 @@ from pydantic import ValidationError
 
 from services.intake.domain import case_id_for, open_case
 from shared.contracts import CaseAssigned, HardshipReport, HardshipReported
+from shared.crypto import FieldCipher
 
 EXAMPLE: dict[str, Any] = HardshipReport.model_json_schema()["examples"][0]
+CIPHER = FieldCipher("unit-test-key")
+NOW = datetime(2022, 11, 22, tzinfo=UTC)
 
 
 def report(**changes: Any) -> dict[str, Any]:
@@ -80,7 +83,7 @@ def test_same_ticket_gives_the_same_case_id_and_another_ticket_another() -> None
 
 def test_reported_event_carries_no_name_phone_or_address() -> None:
     now = datetime(2022, 11, 22, tzinfo=UTC)
-    _, event = open_case(HardshipReport.model_validate(EXAMPLE), "c1", now)
+    _, event = open_case(HardshipReport.model_validate(EXAMPLE), "c1", now, CIPHER, b"k")
     wire = event.model_dump_json()
     person = EXAMPLE["person"]
     for secret in (person["name"], person["phone"], EXAMPLE["location"]["address"]):
@@ -89,17 +92,28 @@ def test_reported_event_carries_no_name_phone_or_address() -> None:
 
 def test_events_carry_id_time_schema_version_and_case_id() -> None:
     now = datetime(2022, 11, 22, tzinfo=UTC)
-    _, event = open_case(HardshipReport.model_validate(EXAMPLE), "c1", now)
+    _, event = open_case(HardshipReport.model_validate(EXAMPLE), "c1", now, CIPHER, b"k")
     dumped = event.model_dump(mode="json")
     assert {"event_id", "occurred_at", "schema_version", "case_id"} <= dumped.keys()
 
 
 def test_consumers_tolerate_fields_added_by_a_newer_producer() -> None:
     now = datetime(2022, 11, 22, tzinfo=UTC)
-    _, event = open_case(HardshipReport.model_validate(EXAMPLE), "c1", now)
+    _, event = open_case(HardshipReport.model_validate(EXAMPLE), "c1", now, CIPHER, b"k")
     newer = {**event.model_dump(mode="json"), "added_in_v2": {"anything": 1}}
     assert HardshipReported.model_validate(newer).case_id == "c1"
 
 
 def test_event_slots_hold_no_dots() -> None:
     assert CaseAssigned.slot() == "case_assigned"
+
+
+def test_id_and_certificate_numbers_are_checked_naming_the_field() -> None:
+    body = report(person__id_number="12345", person__certificate_number="42010319560312002X91")
+    assert bad_fields(body) == {"person.id_number", "person.certificate_number"}
+
+
+def test_case_events_carry_the_hotline_reference() -> None:
+    _, event = open_case(HardshipReport.model_validate(EXAMPLE), "c1", NOW, CIPHER, b"k")
+    assert (event.source, event.external_id) == ("12345-wuhan", "WH20221122-004518")
+    assert event.facts.external_id == "WH20221122-004518"
