@@ -140,7 +140,14 @@ class Matching:
         if result is Answer.accepted:
             step = Step(
                 answered,
-                [CaseAccepted(case_id=reply.case_id, offer_id=current.offer_id, helper=helper)],
+                [
+                    CaseAccepted(
+                        case_id=reply.case_id,
+                        offer_id=current.offer_id,
+                        helper=helper,
+                        **_reference(facts),
+                    )
+                ],
                 None,
                 [_entry(now, "accepted", helper_id=current.helper_id)],
             )
@@ -152,6 +159,7 @@ class Matching:
             return result
         closed = next(o for o in answered.offers if o.offer_id == current.offer_id)
         declined = CaseDeclined(
+            **_reference(facts),
             case_id=reply.case_id,
             offer_id=current.offer_id,
             helper=helper,
@@ -387,8 +395,14 @@ def _assigned(offer: Offer) -> AssignedHelper:
     )
 
 
+def _reference(facts: CaseFacts) -> dict[str, Any]:
+    """The hotline's reference, carried on every case event for its status callbacks."""
+    return {"source": facts.source, "external_id": facts.external_id}
+
+
 def _common(facts: CaseFacts) -> dict[str, Any]:
     return {
+        **_reference(facts),
         "need": facts.need,
         "urgency": facts.urgency,
         "division_code": facts.division_code,

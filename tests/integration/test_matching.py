@@ -106,6 +106,7 @@ async def test_case_goes_to_the_nearest_volunteer_and_their_capacity_is_claimed(
     await publish(amqp, event.model_dump_json().encode())
     [assigned] = await listener.wait("case.assigned", event.case_id)
     assert assigned["helper"]["helper_id"] == "near"
+    assert (assigned["source"], assigned["external_id"]) == (event.source, event.external_id)
     case = await db[CASES].find_one({"_id": event.case_id})
     assert case is not None and case["status"] == "assigned"
     assert [c["helper_id"] for c in case["decision"]["candidates"]] == ["near", "far"]
