@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+import logging
+from typing import Any, ClassVar, Protocol
 
 from faststream import BaseMiddleware
 from faststream.exceptions import RejectMessage
 from faststream.rabbit import RabbitBroker
+from faststream.rabbit.opentelemetry import RabbitTelemetryMiddleware
 from faststream.rabbit.prometheus import RabbitPrometheusMiddleware
 from faststream.rabbit.schemas import Channel
+from opentelemetry import trace
 from prometheus_client import CollectorRegistry
 from pydantic import ValidationError
 
 from shared.contracts import Event
+from shared.logging_json import case_context, person_values, redacting
 from shared.settings import CommonSettings
 from shared.topology import EVENTS
 
@@ -28,6 +32,24 @@ class RejectInvalidMessages(BaseMiddleware):
             raise RejectMessage from exc
 
 
+class CaseContext(BaseMiddleware):
+    """Log lines and the span of a consumed message carry its case id; the personal data of a
+    report consumed over AMQP is masked in anything logged while it is handled."""
+
+    async def consume_scope(self, call_next: Any, msg: Any) -> Any:
+        try:
+            body = await msg.decode()
+        except Exception:  # not JSON: the handler's own parse rejects it
+            body = None
+        if not isinstance(body, dict):
+            return await call_next(msg)
+        case_id = body.get("case_id") if isinstance(body.get("case_id"), str) else None
+        if case_id:
+            trace.get_current_span().set_attribute("carerelay.case_id", case_id)
+        with case_context(case_id), redacting(person_values(body)):
+            return await call_next(msg)
+
+
 def build_broker(
     settings: CommonSettings, registry: CollectorRegistry, app_name: str
 ) -> RabbitBroker:
@@ -38,11 +60,30 @@ def build_broker(
         reconnect_interval=1.0,
         fail_fast=False,
         app_id=app_name,
+        logger=logging.getLogger(f"carerelay.{app_name}.broker"),
         middlewares=(
+            RabbitTelemetryMiddleware(),  # outermost: the rest runs inside the consume span
             RabbitPrometheusMiddleware(registry=registry, app_name=app_name),
+            CaseContext,
             RejectInvalidMessages,
         ),
     )
+
+
+class Announced(Protocol):
+    routing_key: ClassVar[str]
+
+
+def document_publications(broker: RabbitBroker, *events: type[Announced]) -> None:
+    """Declare what a service publishes, for its AsyncAPI document (`publish_event` sends)."""
+    for event in events:
+        broker.publisher(
+            exchange=EVENTS,
+            routing_key=event.routing_key,
+            schema=event,
+            title=f"{EVENTS.name}:{event.routing_key}",
+            description=(event.__doc__ or "").strip() or None,
+        )
 
 
 async def publish_event(broker: RabbitBroker, event: Event) -> None:

@@ -18,6 +18,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 
 from shared.contracts import Event
 from shared.storage import Document
+from shared.telemetry import continued, trace_headers
 
 OUTBOX = "outbox"
 OUTBOX_AT = "outbox_at"
@@ -27,9 +28,15 @@ log = logging.getLogger("carerelay.outbox")
 
 
 def pending(events: Sequence[Event], now: datetime) -> Document:
-    """Fields to `$set` beside a state change: its events, waiting to be published."""
+    """Fields to `$set` beside a state change: its events, waiting to be published, with the
+    trace they belong to so that a relayed publish still continues it."""
+    trace = trace_headers()
     return {
-        OUTBOX: [{"routing_key": e.routing_key, "body": e.model_dump(mode="json")} for e in events],
+        OUTBOX: [
+            {"routing_key": e.routing_key, "body": e.model_dump(mode="json")}
+            | ({"trace": trace} if trace else {})
+            for e in events
+        ],
         OUTBOX_AT: now,
     }
 
@@ -46,12 +53,15 @@ class Outbox:
         """Publish a document's pending events and clear them; False leaves them to the relay."""
         try:
             for entry in entries:
-                await asyncio.wait_for(
-                    self._publish(entry["routing_key"], entry["body"]), self._timeout_s
-                )
+                with continued(entry.get("trace")):
+                    await asyncio.wait_for(
+                        self._publish(entry["routing_key"], entry["body"]), self._timeout_s
+                    )
         except Exception as exc:
             log.warning(
-                "publish for %s deferred to the outbox relay: %s", doc_id, type(exc).__name__
+                "publish deferred to the outbox relay: %s",
+                type(exc).__name__,
+                extra={"case_id": doc_id},
             )
             return False
         # Only clear what we published: a later change may have queued new events meanwhile.

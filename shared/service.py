@@ -1,25 +1,33 @@
-"""What every service's `build_app()` shares: lifecycle, health, readiness and metrics."""
+"""What every service's `build_app()` shares: lifecycle, health, readiness, metrics, tracing,
+logs and the AsyncAPI document."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 from fastapi import FastAPI, Response
 from fastapi.responses import JSONResponse
 from faststream.rabbit import RabbitBroker
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from faststream.specification import AsyncAPI
+from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from shared import logging_json
 from shared.crypto import FieldCipher
 from shared.messaging import build_broker
 from shared.settings import CommonSettings
 from shared.storage import Document, ensure_indexes, mongo_client, ping
+from shared.telemetry import configure_tracing
 from shared.topology import Route, declare_dead_letters
 
 Hook = Callable[[], Awaitable[None]]
@@ -36,6 +44,7 @@ class Runtime:
     mongo: AsyncMongoClient[Document] = field(init=False)
 
     def __post_init__(self) -> None:
+        configure_tracing(self.name)
         self.broker = build_broker(self.settings, self.registry, self.name)
         self.mongo = mongo_client(self.settings)
 
@@ -53,12 +62,68 @@ class Runtime:
         return self.settings.person_key_secret.get_secret_value().encode()
 
 
-def configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level,
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-        force=True,
+def configure_logging(level: str, service: str = "carerelay") -> None:
+    """One JSON object a line on stderr, with case and trace ids; personal data masked."""
+    logging_json.configure(level, service)
+
+
+HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+class HttpMetrics:
+    """Request duration by route template (never the raw path: it holds case ids), method and
+    status class."""
+
+    def __init__(self, app: ASGIApp, duration: Histogram) -> None:
+        self.app = app
+        self.duration = duration
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def sending(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        finally:
+            # The router records the matched route in the (shared) scope.
+            route = getattr(scope.get("route"), "path", None) or "unmatched"
+            method = scope["method"] if scope["method"] in HTTP_METHODS else "other"
+            self.duration.labels(route, method, f"{status // 100}xx").observe(
+                time.perf_counter() - started
+            )
+
+
+def http_duration(registry: CollectorRegistry) -> Histogram:
+    return Histogram(
+        "carerelay_http_request_duration_seconds",
+        "HTTP requests served, by route template, method and status class",
+        ["route", "method", "status"],
+        buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+        registry=registry,
     )
+
+
+def asyncapi_document(app: FastAPI) -> dict[str, Any]:
+    """The AsyncAPI 3.0 document of a service's broker: what it consumes and publishes."""
+    runtime: Runtime = app.state.runtime
+    spec = AsyncAPI(
+        runtime.broker,
+        title=app.title,
+        version=app.version,
+        description=app.description,
+        schema_version="3.0.0",
+    ).to_specification()
+    document: dict[str, Any] = spec.to_jsonable()
+    return document
 
 
 def create_app(
@@ -90,6 +155,10 @@ def create_app(
 
     app = FastAPI(title=title, description=description, version="1", lifespan=lifespan)
     app.state.runtime = runtime
+    app.add_middleware(HttpMetrics, duration=http_duration(runtime.registry))
+    FastAPIInstrumentor.instrument_app(
+        app, excluded_urls="healthz,readyz,metrics", exclude_spans=["receive", "send"]
+    )
 
     @app.get("/healthz", tags=["operations"], summary="The process is alive")
     async def healthz() -> dict[str, str]:
@@ -110,6 +179,10 @@ def create_app(
     @app.get("/metrics", tags=["operations"], summary="Prometheus metrics")
     async def metrics() -> Response:
         return Response(generate_latest(runtime.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/asyncapi.json", tags=["operations"], summary="AsyncAPI document of the events")
+    async def asyncapi() -> JSONResponse:
+        return JSONResponse(asyncapi_document(app))
 
     return app
 

@@ -6,8 +6,8 @@ from datetime import timedelta
 
 from fastapi import FastAPI
 
-from shared.contracts import HardshipReport, utcnow
-from shared.messaging import publish_body
+from shared.contracts import HardshipReport, HardshipReported, utcnow
+from shared.messaging import document_publications, publish_body
 from shared.outbox import Outbox
 from shared.service import Periodic, Runtime, configure_logging, create_app
 from shared.storage import CASES
@@ -22,8 +22,9 @@ from .usecases import Intake
 
 def build_app(settings: IntakeSettings | None = None) -> FastAPI:
     settings = settings or IntakeSettings()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, "intake")
     runtime = Runtime("intake", settings)
+    document_publications(runtime.broker, HardshipReported)
     metrics = IntakeMetrics.create(runtime.registry)
     cases = MongoCaseRepository(runtime.db)
     outbox = Outbox(runtime.db[CASES], lambda key, body: publish_body(runtime.broker, key, body))

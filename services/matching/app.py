@@ -9,8 +9,18 @@ from fastapi import FastAPI
 from faststream.middlewares import AckPolicy
 from faststream.rabbit import RabbitQueue
 
-from shared.contracts import HardshipReported, OfferAnswer, RegistryChanged, utcnow
-from shared.messaging import publish_body, publish_event
+from shared.contracts import (
+    CaseAccepted,
+    CaseAssigned,
+    CaseDeclined,
+    CaseEscalated,
+    CaseResolved,
+    HardshipReported,
+    OfferAnswer,
+    RegistryChanged,
+    utcnow,
+)
+from shared.messaging import document_publications, publish_body, publish_event
 from shared.outbox import Outbox
 from shared.service import Periodic, Runtime, configure_logging, create_app
 from shared.storage import CASES
@@ -35,9 +45,18 @@ from .usecases import Matching
 
 def build_app(settings: MatchingSettings | None = None) -> FastAPI:
     settings = settings or MatchingSettings()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, "matching")
     runtime = Runtime("matching", settings)
     broker, db = runtime.broker, runtime.db
+    document_publications(
+        broker,
+        CaseAssigned,
+        CaseEscalated,
+        CaseAccepted,
+        CaseDeclined,
+        CaseResolved,
+        RegistryChanged,
+    )
     outbox = Outbox(db[CASES], lambda key, body: publish_body(broker, key, body))
     links = OfferLinks(settings.offer_link_key.get_secret_value(), settings.public_url)
     matching = Matching(

@@ -6,8 +6,8 @@ from fastapi import FastAPI
 from faststream.middlewares import AckPolicy
 from faststream.rabbit import RabbitQueue
 
-from shared.contracts import CaseAssigned, CaseEscalated
-from shared.messaging import publish_event
+from shared.contracts import CaseAssigned, CaseEscalated, OutreachFailed, OutreachSent
+from shared.messaging import document_publications, publish_event
 from shared.service import Runtime, configure_logging, create_app
 from shared.topology import EVENTS, NOTIFY_ASSIGNED, NOTIFY_ESCALATED, Route, work_queue
 
@@ -21,9 +21,10 @@ from .usecases import Notify
 
 def build_app(settings: NotifySettings | None = None) -> FastAPI:
     settings = settings or NotifySettings()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, "notify")
     runtime = Runtime("notify", settings)
     broker = runtime.broker
+    document_publications(broker, OutreachSent, OutreachFailed)
     channels = build_channels(settings)
     notify = Notify(
         MongoOutreachStore(runtime.db),
