@@ -13,7 +13,7 @@ from typing import Any, TextIO
 
 from pythonjsonlogger.json import JsonFormatter
 
-from shared.pii import mask_email, scrub_digits
+from shared.pii import mask_email, mask_phone, scrub_digits
 from shared.telemetry import current_ids
 
 MASK = "***"
@@ -21,6 +21,8 @@ MASK = "***"
 PII_KEYS = frozenset(
     {
         "name",
+        "person_name",
+        "helper_name",
         "phone",
         "carer_phone",
         "address",
@@ -35,6 +37,8 @@ PII_KEYS = frozenset(
 CONTEXT_KEYS = ("service", "case_id", "trace_id", "span_id")
 DROPPED = frozenset({"color_message"})  # uvicorn's ANSI-coloured copy of the message
 _EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
+# Phone numbers written with separators (`+86 139-1234-5678`, `027-8765 4321`): 10+ digits.
+_SPACED_PHONE = re.compile(r"(?<![0-9A-Za-z])\+?\d(?:[ -]?\d){9,}(?![0-9A-Za-z])")
 _ID_NUMBER = re.compile(r"(?<![0-9A-Za-z])\d{17}[\dXx](?:[1-7][1-4])?(?![0-9A-Za-z])")
 # pydantic echoes the offending input in its errors: `input_value='13800138000'`.
 _INPUT_VALUE = re.compile(r"input_value=(?:'[^']*'|\"[^\"]*\"|\{.*?\}|\[.*?\]|[^,\s\]]+)")
@@ -86,6 +90,7 @@ def mask_text(text: str) -> str:
     text = _INPUT_VALUE.sub("input_value=" + MASK, text)
     text = _EMAIL.sub(lambda m: mask_email(m.group()), text)
     text = _ID_NUMBER.sub(MASK, text)
+    text = _SPACED_PHONE.sub(lambda m: mask_phone(m.group()), text)
     return scrub_digits(text)
 
 
