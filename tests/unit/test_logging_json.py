@@ -12,7 +12,7 @@ import pytest
 from pydantic import ValidationError
 
 from shared.contracts import HardshipReport
-from shared.logging_json import ContextFilter, CareRelayJsonFormatter, case_context, redacting
+from shared.logging_json import CareRelayJsonFormatter, ContextFilter, case_context, redacting
 
 EXAMPLE: dict[str, Any] = HardshipReport.model_json_schema()["examples"][0]
 
