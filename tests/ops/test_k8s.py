@@ -4,6 +4,7 @@ really consumes."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ from typing import Any
 import kubernetes_validate
 import pytest
 import yaml
+from fastapi import FastAPI
 from pydantic import SecretStr
 
 from services.intake.app import build_app as build_intake
@@ -115,8 +117,12 @@ def test_every_secret_the_service_reads_comes_from_a_kubernetes_secret(service: 
 
 def consumed_queues(service: str) -> set[str]:
     """The durable work queues the service's broker subscribes to, from the code itself."""
-    build = {"intake": build_intake, "matching": build_matching, "notify": build_notify}[service]
-    broker = build().state.runtime.broker
+    builders: dict[str, Callable[[], FastAPI]] = {
+        "intake": build_intake,
+        "matching": build_matching,
+        "notify": build_notify,
+    }
+    broker = builders[service]().state.runtime.broker
     return {
         subscriber.queue.name
         for subscriber in broker.subscribers
