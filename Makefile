@@ -3,7 +3,7 @@ UV_VERSION := 0.13.9
 UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 PY := .venv/bin/python
 
-.PHONY: install run test test-unit test-integration test-e2e lint broker tools clean
+.PHONY: install run test test-unit test-integration test-e2e test-ops lint broker tools asyncapi clean
 
 install: .venv/.synced
 
@@ -15,12 +15,21 @@ install: .venv/.synced
 	$(UV) sync --frozen
 	@touch $@
 
-# System tools the tests use, from Debian's packages (docker-compose parses the compose file).
+# System tools the tests use, from Debian's packages (docker-compose parses the compose file;
+# prometheus brings promtool and the server the monitoring tests run).
 tools:
 	@command -v docker-compose >/dev/null || { command -v apt-get >/dev/null && \
 		(apt-get install -y -qq docker-compose >/dev/null 2>&1 || \
 		 (apt-get update -qq && apt-get install -y -qq docker-compose >/dev/null)); } || \
 		echo "warning: docker-compose not installed; its test will be skipped"
+	@command -v promtool >/dev/null || { command -v apt-get >/dev/null && \
+		(apt-get install -y -qq --no-install-recommends prometheus >/dev/null 2>&1 || \
+		 (apt-get update -qq && apt-get install -y -qq --no-install-recommends prometheus >/dev/null)); } || \
+		echo "warning: prometheus not installed; the monitoring tests will be skipped"
+
+# Regenerate docs/asyncapi/<service>.json from the services' brokers (a test checks they match).
+asyncapi: install
+	$(PY) docs/asyncapi/generate.py
 
 broker:
 	@$(PY) -m shared.broker_check || (echo "starting RabbitMQ" && rabbitmq-server -detached && $(PY) -m shared.broker_check --wait 120)
@@ -43,6 +52,9 @@ test-integration: install broker
 
 test-e2e: install broker
 	$(PY) -m pytest tests/e2e
+
+test-ops: install tools broker
+	$(PY) -m pytest tests/ops
 
 clean:
 	rm -rf var .venv .tools .mypy_cache .ruff_cache .pytest_cache

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
+import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -28,7 +30,7 @@ from shared.messaging import build_broker
 from shared.settings import CommonSettings
 from shared.storage import Document, ensure_indexes, mongo_client, ping
 from shared.telemetry import configure_tracing
-from shared.topology import Route, declare_dead_letters
+from shared.topology import Route, declare_dead_letters, registry_queue
 
 Hook = Callable[[], Awaitable[None]]
 
@@ -112,6 +114,10 @@ def http_duration(registry: CollectorRegistry) -> Histogram:
     )
 
 
+# Per-replica queues get random names; the document names the pattern instead.
+_REPLICA_QUEUE = re.compile(re.escape(registry_queue("").name) + r"[0-9a-f]+")
+
+
 def asyncapi_document(app: FastAPI) -> dict[str, Any]:
     """The AsyncAPI 3.0 document of a service's broker: what it consumes and publishes."""
     runtime: Runtime = app.state.runtime
@@ -122,7 +128,8 @@ def asyncapi_document(app: FastAPI) -> dict[str, Any]:
         description=app.description,
         schema_version="3.0.0",
     ).to_specification()
-    document: dict[str, Any] = spec.to_jsonable()
+    text = _REPLICA_QUEUE.sub(registry_queue("{replica}").name, spec.to_json())
+    document: dict[str, Any] = json.loads(text)
     return document
 
 
