@@ -229,6 +229,32 @@ SCENARIOS: list[dict[str, Any]] = [
             alert("TimeToFirstOfferP95AboveTarget", "35m", {"severity": "warning", **TEAM}),
         ],
     },
+    {  # a hotline sends unparseable AMQP reports: no HTTP refusals at all, still an alert
+        "interval": "1m",
+        "input_series": [
+            series(
+                "faststream_received_processed_messages_total",
+                values,
+                app_name="intake",
+                handler="carerelay.events.report.submitted",
+                status=status,
+            )
+            for status, values in (("rejected", "0+5x40"), ("acked", "0+5x40"))
+        ]
+        + [
+            series(
+                "carerelay_intake_reports_total",
+                "0+5x40",
+                source="12345-wuhan",
+                need="medicine",
+                result="accepted",
+            )
+        ],
+        "alert_rule_test": [
+            alert("ReportsRejectedAsInvalid", "10m"),
+            alert("ReportsRejectedAsInvalid", "30m", {"severity": "warning", **TEAM}),
+        ],
+    },
     {  # half the WeChat Work sends fail, email is fine; one message reached nobody
         "interval": "1m",
         "input_series": [
