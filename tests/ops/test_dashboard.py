@@ -10,7 +10,15 @@ from typing import Any
 
 import yaml
 
-from tests.ops.catalogue import DASHBOARD, ROOT, debian_tool, metrics_in, unknown_metrics
+from tests.ops.catalogue import (
+    AGREED,
+    DASHBOARD,
+    ROOT,
+    debian_tool,
+    metrics_in,
+    registered,
+    unknown_metrics,
+)
 
 PROVISIONING = ROOT / "deploy" / "grafana" / "provisioning"
 
@@ -93,3 +101,15 @@ def test_the_dashboard_provider_loads_the_folder_compose_mounts() -> None:
     assert provider["type"] == "file"
     assert provider["options"]["path"] == "/var/lib/grafana/dashboards"
     assert dashboard()["uid"] == "carerelay-ops"
+
+
+def test_metrics_agreed_with_the_other_services_have_the_agreed_type_once_registered() -> None:
+    # Alerts take max() of gauges and histogram_quantile() of histograms: a metric registered
+    # with another type than agreed would silently break them.
+    found = registered()
+    for name, kind in AGREED.items():
+        if name in found:
+            assert found[name] == kind, name
+    assert found["carerelay_intake_reports_total"] == "counter"
+    assert found["carerelay_http_request_duration_seconds"] == "histogram"
+    assert found["carerelay_notify_sends_total"] == AGREED["carerelay_notify_sends_total"]
