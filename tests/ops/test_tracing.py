@@ -145,6 +145,9 @@ async def test_one_case_is_one_trace_from_the_http_request_to_the_outreach(
     for consumed in (matched, notified):
         assert consumed.attributes is not None
         assert consumed.attributes["carerelay.case_id"] == case_id
+    # On the wire: the W3C traceparent header of the last event names the same trace.
+    [headers] = [m.headers for _, body, m in listener.received if body["case_id"] == case_id]
+    assert str(headers["traceparent"]).split("-")[1] == format(request.context.trace_id, "032x")
 
 
 async def test_log_lines_carry_case_id_and_trace_id(
