@@ -20,6 +20,7 @@ from pydantic import (
     Field,
     StringConstraints,
     field_validator,
+    model_validator,
 )
 
 SCHEMA_VERSION = 1
@@ -93,6 +94,11 @@ class Resolution(StrEnum):
     referred = "referred"  # handed to an agency that took it on
     no_longer_needed = "no_longer_needed"
     unreachable = "unreachable"  # nobody could reach the person; the duty desk follows up
+
+
+class Resolver(StrEnum):
+    helper = "helper"  # the helper who accepted the case
+    duty_desk = "duty_desk"  # the duty desk, for a case escalated to it
 
 
 class OfferResponse(StrEnum):
@@ -327,6 +333,7 @@ class CaseResolved(Event):
     event_type: Literal["case.resolved"] = "case.resolved"
     resolution: Resolution
     helper: AssignedHelper | None = None
+    by: Resolver = Resolver.helper
 
 
 class CaseDeclined(Event):
@@ -349,6 +356,26 @@ class OfferAnswer(BaseModel):
     offer_id: str
     response: OfferResponse
     reason: str = Field(default="", max_length=200)
+
+
+class ResolveCase(BaseModel):
+    """Close the loop on a case (问到、访到、帮到、送到), over AMQP (routing key
+    `resolution.submit`) or a helper's signed offer link: by the helper who accepted it (naming
+    the accepted offer), or by the duty desk for a case escalated to it."""
+
+    model_config = ConfigDict(extra="ignore")
+    routing_key: ClassVar[str] = "resolution.submit"
+
+    case_id: str
+    resolution: Resolution
+    by: Resolver = Resolver.helper
+    offer_id: str = Field(default="", description="The accepted offer; required from a helper")
+
+    @model_validator(mode="after")
+    def _helper_names_the_offer(self) -> ResolveCase:
+        if self.by is Resolver.helper and not self.offer_id:
+            raise ValueError("offer_id is required when the helper resolves the case")
+        return self
 
 
 class CaseEscalated(Event):

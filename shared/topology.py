@@ -2,7 +2,9 @@
 
 hotline ──report.submitted──▶ [intake.reports]
 intake ──hardship.reported──▶ carerelay.events ──▶ [matching.hardship-reported]
+helper app ──offer.answer / resolution.submit──▶ [matching.offer-answers / .case-resolutions]
 matching ──case.assigned / case.escalated──▶ carerelay.events ──▶ [notify.case-*]
+matching ──case.accepted / case.declined / case.resolved──▶ carerelay.events
 notify ──outreach.sent / outreach.failed──▶ carerelay.events
 every queue ──rejected / over delivery limit──▶ carerelay.dlx ──▶ [<queue>.dlq]
 """
@@ -21,6 +23,7 @@ from shared.contracts import (
     HardshipReported,
     OfferAnswer,
     RegistryChanged,
+    ResolveCase,
 )
 
 EVENTS = RabbitExchange("carerelay.events", type=ExchangeType.TOPIC, durable=True)
@@ -47,6 +50,9 @@ INTAKE_REPORTS = Route("intake.reports", "report.submitted")
 MATCHING_REPORTED = Route("matching.hardship-reported", HardshipReported.routing_key)
 # Helpers' apps answer offers over AMQP with an OfferAnswer body and routing key `offer.answer`.
 MATCHING_ANSWERS = Route("matching.offer-answers", OfferAnswer.routing_key)
+# The helper who accepted (or the duty desk) closes a case with a ResolveCase body and routing
+# key `resolution.submit`.
+MATCHING_RESOLUTIONS = Route("matching.case-resolutions", ResolveCase.routing_key)
 NOTIFY_ASSIGNED = Route("notify.case-assigned", CaseAssigned.routing_key)
 NOTIFY_ESCALATED = Route("notify.case-escalated", CaseEscalated.routing_key)
 
@@ -54,6 +60,7 @@ ALL_ROUTES = (
     INTAKE_REPORTS,
     MATCHING_REPORTED,
     MATCHING_ANSWERS,
+    MATCHING_RESOLUTIONS,
     NOTIFY_ASSIGNED,
     NOTIFY_ESCALATED,
 )

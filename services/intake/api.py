@@ -57,12 +57,38 @@ class ExclusionView(BaseModel):
 
 
 class DecisionView(BaseModel):
-    outcome: str
+    """One ranking: who was considered on a rung, best first, and why others were left out."""
+
+    at: datetime | None = None
+    outcome: str = Field(description="offer or escalate")
     reason: str
     rung: str = "field"
     required_skills: list[str] = []
+    considered: int | None = Field(
+        default=None,
+        description="Helpers examined (the nearest; the search stops once the "
+        "rest are too far to rank)",
+    )
     candidates: list[CandidateView] = []
     excluded: list[ExclusionView] = []
+
+
+class LadderStepView(BaseModel):
+    rung: str = Field(description="field, field_widened, local, agency or duty_desk")
+    reason: str = Field(
+        description="Why the case came to this rung: start, offers_exhausted, "
+        "no_eligible_helper, all_candidates_at_capacity"
+    )
+    at: datetime
+
+
+class ResolutionView(BaseModel):
+    resolution: str = Field(
+        description="helped, delivered, referred, no_longer_needed or unreachable"
+    )
+    by: str = Field(description="helper or duty_desk")
+    at: datetime
+    helper_id: str | None = None
 
 
 class TriageView(BaseModel):
@@ -74,6 +100,7 @@ class TriageView(BaseModel):
 
 
 class OfferView(BaseModel):
+    offer_id: str | None = None
     helper_id: str
     kind: str
     name: str
@@ -119,8 +146,13 @@ class CaseView(BaseModel):
     received_at: datetime
     triage: TriageView | None = None
     assignment: AssignmentView | None = None
-    decision: DecisionView | None = None
+    decision: DecisionView | None = Field(default=None, description="The latest ranking")
+    decisions: list[DecisionView] = Field(default=[], description="Every ranking, oldest first")
+    ladder: list[LadderStepView] = Field(
+        default=[], description="Each rung of the escalation ladder the case came to, and why"
+    )
     offers: list[OfferView] = []
+    resolution: ResolutionView | None = None
     outreach: list[OutreachView] = []
     timeline: list[TimelineEntry] = []
 
@@ -143,8 +175,11 @@ class CaseView(BaseModel):
                     "assignment",
                     "decision",
                     "timeline",
+                    "resolution",
                 )
             },
+            decisions=doc.get("decisions", []),
+            ladder=(doc.get("ladder") or {}).get("steps", []),
             offers=doc.get("offers", []),
             outreach=doc.get("outreach", []),
         )
