@@ -2,6 +2,7 @@
 
 Starts an embedded SecantusDB when MONGO_URL is unset, loads the demo registry, then starts
 intake, matching and notify, each logging to var/log/<service>.log (and the terminal).
+Replicas are instances named `<service>-<n>` (e.g. `matching-2`), each on its own port.
 """
 
 from __future__ import annotations
@@ -26,6 +27,11 @@ from shared.settings import EMBEDDED_MONGO_PORT
 ROOT = Path(__file__).resolve().parent.parent
 SERVICES = {"intake": 8000, "matching": 8001, "notify": 8002}
 DEMO_REGISTRY = ROOT / "deploy" / "demo" / "registry.json"
+
+
+def service_of(instance: str) -> str:
+    """The service an instance runs: `matching-2` runs matching."""
+    return instance.split("-", 1)[0]
 
 
 def _pump(stream: IO[bytes], sinks: list[IO[bytes]]) -> None:
@@ -89,8 +95,9 @@ class DevStack:
             raise RuntimeError(f"carerelay {' '.join(args)} failed: {done.stderr.strip()}")
         return done.stdout
 
-    def start_service(self, service: str) -> None:
-        env = {**self.env, f"{service.upper()}_PORT": str(self.ports[service])}
+    def start_service(self, instance: str) -> None:
+        service = service_of(instance)
+        env = {**self.env, f"{service.upper()}_PORT": str(self.ports[instance])}
         proc = subprocess.Popen(  # noqa: S603 - fixed argv
             [sys.executable, "-m", f"services.{service}"],
             env=env,
@@ -98,12 +105,17 @@ class DevStack:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
         )
-        log = open(self.log_dir / f"{service}.log", "ab")  # noqa: SIM115 - closed in stop()
+        log = open(self.log_dir / f"{instance}.log", "ab")  # noqa: SIM115 - closed in stop()
         self._logs.append(log)
         sinks: list[IO[bytes]] = [log] + ([sys.stdout.buffer] if self.echo else [])
         assert proc.stdout is not None
         threading.Thread(target=_pump, args=(proc.stdout, sinks), daemon=True).start()
-        self._procs[service] = proc
+        self._procs[instance] = proc
+
+    def restart_service(self, instance: str, timeout: float = 60.0) -> None:
+        """Start a stopped instance again (same port, same log) and wait until it is ready."""
+        self.start_service(instance)
+        self.wait_ready(instance, timeout)
 
     def wait_ready(self, service: str, timeout: float = 60.0) -> None:
         proc = self._procs[service]

@@ -9,7 +9,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from shared.contracts import (
     AssignedHelper,
@@ -30,7 +30,7 @@ from shared.contracts import (
     utcnow,
 )
 from shared.crypto import FieldCipher
-from shared.outbox import Outbox, pending
+from shared.outbox import pending
 from shared.people import open_case_personal_data
 from shared.storage import Document
 
@@ -68,6 +68,14 @@ from .triage import Triage, triage
 log = logging.getLogger("carerelay.matching")
 
 Publish = Callable[[Event], Awaitable[None]]
+
+
+class EventOutbox(Protocol):
+    """Publishes events stored in a case's outbox and clears them (shared.outbox.Outbox)."""
+
+    async def flush_events(self, doc_id: str, events: Sequence[Event], stamp: datetime) -> bool: ...
+
+
 UNKNOWN_DESK = AssignedHelper(helper_id="duty-desk", kind=HelperKind.duty_desk, name="残联值班室")
 
 
@@ -91,7 +99,7 @@ class Matching:
         people: PeopleStore,
         index: HelperIndex,
         policy: Policy,
-        outbox: Outbox,
+        outbox: EventOutbox,
         publish: Publish,
         links: OfferLinks,
         metrics: MatchingMetrics,
