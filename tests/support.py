@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -16,7 +16,7 @@ from fastapi import FastAPI
 
 from shared.crypto import FieldCipher
 from shared.embedded import free_port
-from shared.topology import EVENTS
+from shared.topology import EVENTS, INTAKE_REPORTS
 
 T = TypeVar("T")
 PERSON_SECRET = b"development-only-not-a-secret"  # the development default of PERSON_KEY_SECRET
@@ -172,3 +172,20 @@ class Recorded:
 
     def json(self) -> Any:
         return json.loads(self.body)
+
+
+async def publish_reports(amqp_url: str, reports: Sequence[dict[str, Any]]) -> None:
+    """Publish hardship reports the way a hotline on AMQP does (`report.submitted`)."""
+    connection = await aio_pika.connect_robust(amqp_url)
+    async with connection:
+        channel = await connection.channel(publisher_confirms=True)
+        exchange = await channel.declare_exchange(
+            EVENTS.name, aio_pika.ExchangeType.TOPIC, durable=True
+        )
+        for body in reports:
+            message = aio_pika.Message(
+                json.dumps(body, ensure_ascii=False).encode(),
+                content_type="application/json",
+                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            )
+            await exchange.publish(message, routing_key=INTAKE_REPORTS.routing_key)
