@@ -3,7 +3,7 @@ UV_VERSION := 0.13.9
 UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 PY := .venv/bin/python
 
-.PHONY: install run test test-unit test-integration test-e2e lint broker tools clean
+.PHONY: install run test test-unit test-integration test-e2e lint broker tools clean bench bench-match
 
 install: .venv/.synced
 
@@ -43,6 +43,12 @@ test-integration: install broker
 
 test-e2e: install broker
 	$(PY) -m pytest tests/e2e
+
+# Benchmarks (not timed tests): each writes its numbers under bench/results/.
+bench: bench-match
+
+bench-match: install
+	$(PY) -m bench.match
 
 clean:
 	rm -rf var .venv .tools .mypy_cache .ruff_cache .pytest_cache

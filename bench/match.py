@@ -203,7 +203,6 @@ def measure(size: int, queries: int, seed: int = 7) -> dict[str, float]:
     index.build([*volunteers(rng, size), *cadres(max(1, size // 50))])
     built = time.perf_counter() - started
     gc.collect()
-    gc.freeze()  # as the service does after loading its index: a million helpers, no cycles
     workload = cases(rng, queries + 200, size, max(1, size // 50))
     rounds = []
     for _ in range(ROUNDS):
@@ -231,7 +230,6 @@ def measure(size: int, queries: int, seed: int = 7) -> dict[str, float]:
             f"{found / queries:.1f} candidates, {examined / queries:.0f} helpers examined per case",
             flush=True,
         )
-    gc.unfreeze()
     p99, p50, _ = min(rounds)
     print(f"{size:>9,} helpers: built in {built:.1f}s; reported p50 {p50:.3f}, p99 {p99:.3f} ms")
     return {"helpers": size, "p50_ms": round(p50, 3), "p99_ms": round(p99, 3)}

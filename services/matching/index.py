@@ -87,7 +87,10 @@ class HelperIndex:
         self._slots: dict[str, int] = {}
         self._lat: Floats = np.zeros(0)
         self._lon: Floats = np.zeros(0)
-        self._xyz: Floats = np.zeros((0, 3))  # where each lives, on the unit sphere
+        # where each lives, as a unit vector from the earth's centre
+        self._x: Floats = np.zeros(0)
+        self._y: Floats = np.zeros(0)
+        self._z: Floats = np.zeros(0)
         self._radius: Floats = np.zeros(0)
         self._open: Mask = np.zeros(0, dtype=bool)
         self._skills: Slots = np.zeros(0, dtype=np.int64)
@@ -109,20 +112,26 @@ class HelperIndex:
         self.build(Helper.of(doc) for doc in documents)
 
     def build(self, helpers: Iterable[Helper]) -> None:
-        """Index a whole registry at once."""
+        """Index a whole registry at once; neighbours get neighbouring slots, so a search reads
+        memory mostly in runs."""
         self._reset()
-        self._helpers = list(helpers)
+        listed = list(helpers)
+        lat = np.fromiter((h.lat or 0.0 for h in listed), np.float64, len(listed))
+        lon = np.fromiter((h.lon or 0.0 for h in listed), np.float64, len(listed))
+        located = np.fromiter((_located(h) for h in listed), bool, len(listed))
+        where = np.flatnonzero(located)
+        self._set_cell(self._fixed_cell_km or self._cell_size(lat[where], lon[where]))
+        keys = self._keys_of(lat[where], lon[where])
+        order = np.argsort(keys, kind="stable")
+        placed = np.concatenate([where[order], np.flatnonzero(~located)])
+        self._helpers = [listed[i] for i in placed.tolist()]
         self._slots = {h.id: slot for slot, h in enumerate(self._helpers)}
         self._grow(len(self._helpers))
         for slot, helper in enumerate(self._helpers):
             self._set(slot, helper)
             self._file_divisions(helper)
-        located = np.fromiter((_located(h) for h in self._helpers), bool, len(self._helpers))
-        slots = np.flatnonzero(located)
-        self._set_cell(self._fixed_cell_km or self._cell_size(slots))
-        keys = self._keys(slots)
-        order = np.argsort(keys, kind="stable")
-        keys, slots = keys[order], slots[order]
+        keys = keys[order]
+        slots = np.arange(len(keys), dtype=np.int64)
         if len(keys):
             starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
             parts = np.split(slots, starts[1:])
@@ -244,12 +253,14 @@ class HelperIndex:
         row, col = math.floor(lat / self._cell_deg), math.floor(lon / self._cell_deg)
         furthest = self._furthest * widen
         cos_lat = math.cos(math.radians(min(abs(lat), 89.0)))
-        point = np.array(_unit(lat, lon))
+        px, py, pz = _unit(lat, lon)
+        # Closeness is the cosine of the angle between home and the point: 1 is here, and it
+        # falls as distance grows, so comparing it needs no trigonometry per helper.
         pending = np.zeros(0, dtype=np.int64)
-        pending_d: Floats = np.zeros(0)
+        pending_close: Floats = np.zeros(0)
         pending_fits: Mask = np.zeros(0, dtype=bool)
         passed_over = 0
-        covered, k = 0.0, 0
+        k = 0
         home = _cell_key(row, col)
         cells = self._cells
         while True:
@@ -272,26 +283,32 @@ class HelperIndex:
                     fits &= duty[self._hours[found]]
                 if passed_over >= KEEP_PASSED_OVER:  # no more of them to show
                     found, fits = found[fits], fits[fits]
-                d = _distances(point, self._xyz[found])
-                within = d <= self._radius[found] * widen + 1e-6
+                close = self._x[found] * px + self._y[found] * py + self._z[found] * pz
+                reach = np.minimum(np.pi, self._radius[found] * (widen / EARTH_RADIUS_KM))
+                within = close >= np.cos(reach) - 1e-12
                 pending = np.concatenate([pending, found[within]])
-                pending_d = np.concatenate([pending_d, d[within]])
+                pending_close = np.concatenate([pending_close, close[within]])
                 pending_fits = np.concatenate([pending_fits, fits[within]])
             k += step
             covered = self._covered(k, cos_lat)
             done = covered > furthest + 1e-6
-            ready = np.ones(len(pending), dtype=bool) if done else pending_d <= covered
+            if done:
+                ready = np.ones(len(pending), dtype=bool)
+            else:
+                ready = pending_close >= math.cos(covered / EARTH_RADIUS_KM)
             if ready.any():
-                order = np.argsort(pending_d[ready], kind="stable")
-                batch, fits = pending[ready][order], pending_fits[ready][order]
-                pending, pending_d = pending[~ready], pending_d[~ready]
+                slots, close, fits = pending[ready], pending_close[ready], pending_fits[ready]
+                pending, pending_close = pending[~ready], pending_close[~ready]
                 pending_fits = pending_fits[~ready]
-                keep = fits | (np.cumsum(~fits) + passed_over <= KEEP_PASSED_OVER)
-                passed_over = min(KEEP_PASSED_OVER, passed_over + int((~fits).sum()))
-                for slot in batch[keep].tolist():
-                    helper = self._helpers[slot]
-                    if helper.id not in skip:
-                        yield helper
+                for order in _nearest_first(close):
+                    chunk, chunk_fits = slots[order], fits[order]
+                    passed = np.cumsum(~chunk_fits) + passed_over
+                    keep = chunk_fits | (passed <= KEEP_PASSED_OVER)
+                    passed_over = min(KEEP_PASSED_OVER, int(passed[-1]))
+                    for slot in chunk[keep].tolist():
+                        helper = self._helpers[slot]
+                        if helper.id not in skip:
+                            yield helper
             if done:
                 return
 
@@ -310,19 +327,22 @@ class HelperIndex:
         return 0.999 * min((rings - 1) * self._cell_km, east_west)
 
     def _keys(self, slots: Slots) -> Slots:
-        rows = np.floor(self._lat[slots] / self._cell_deg).astype(np.int64)
-        cols = np.floor(self._lon[slots] / self._cell_deg).astype(np.int64)
+        return self._keys_of(self._lat[slots], self._lon[slots])
+
+    def _keys_of(self, lat: Floats, lon: Floats) -> Slots:
+        rows = np.floor(lat / self._cell_deg).astype(np.int64)
+        cols = np.floor(lon / self._cell_deg).astype(np.int64)
         keys: Slots = ((rows + _OFFSET) << 22) | (cols + _OFFSET)
         return keys
 
-    def _cell_size(self, slots: Slots) -> float:
-        if len(slots) < 2:
+    @staticmethod
+    def _cell_size(lat: Floats, lon: Floats) -> float:
+        if len(lat) < 2:
             return 1.0
-        lat, lon = self._lat[slots], self._lon[slots]
         north_south = float(np.ptp(lat)) * KM_PER_DEGREE
         east_west = float(np.ptp(lon)) * KM_PER_DEGREE * math.cos(math.radians(float(lat.mean())))
         area = max(1.0, north_south) * max(1.0, east_west)
-        return min(5.0, max(0.5, math.sqrt(PER_CELL * area / len(slots))))
+        return min(5.0, max(0.5, math.sqrt(PER_CELL * area / len(lat))))
 
     def _skill_mask(self, skills: Iterable[str]) -> int:
         mask = 0
@@ -359,7 +379,7 @@ class HelperIndex:
         self._helpers[slot] = helper
         self._lat[slot] = helper.lat or 0.0
         self._lon[slot] = helper.lon or 0.0
-        self._xyz[slot] = _unit(helper.lat or 0.0, helper.lon or 0.0)
+        self._x[slot], self._y[slot], self._z[slot] = _unit(helper.lat or 0.0, helper.lon or 0.0)
         self._radius[slot] = helper.radius_km
         self._open[slot] = helper.active and helper.has_capacity
         self._skills[slot] = self._skill_mask(helper.skills)
@@ -372,7 +392,9 @@ class HelperIndex:
         extra = max(size, 2 * len(self._lat)) - len(self._lat)
         self._lat = np.concatenate([self._lat, np.zeros(extra)])
         self._lon = np.concatenate([self._lon, np.zeros(extra)])
-        self._xyz = np.concatenate([self._xyz, np.zeros((extra, 3))])
+        self._x = np.concatenate([self._x, np.zeros(extra)])
+        self._y = np.concatenate([self._y, np.zeros(extra)])
+        self._z = np.concatenate([self._z, np.zeros(extra)])
         self._radius = np.concatenate([self._radius, np.zeros(extra)])
         self._open = np.concatenate([self._open, np.zeros(extra, dtype=bool)])
         self._skills = np.concatenate([self._skills, np.zeros(extra, dtype=np.int64)])
@@ -410,9 +432,13 @@ def _unit(lat: float, lon: float) -> tuple[float, float, float]:
     return math.cos(phi) * math.cos(lam), math.cos(phi) * math.sin(lam), math.sin(phi)
 
 
-def _distances(point: Floats, xyz: Floats) -> Floats:
-    """Great-circle kilometres from the chord between unit vectors (the haversine distance,
-    in fewer steps)."""
-    chord = np.sqrt(((xyz - point) ** 2).sum(axis=1))
-    distance: Floats = (2 * EARTH_RADIUS_KM) * np.arcsin(np.minimum(1.0, chord / 2))
-    return distance
+def _nearest_first(closeness: Floats, first: int = 64) -> Iterator[Slots]:
+    """Positions in order of closeness, the nearest `first` sorted before the rest (a ranking
+    usually stops within them)."""
+    if len(closeness) <= 2 * first:
+        yield np.argsort(-closeness, kind="stable")
+        return
+    part = np.argpartition(-closeness, first - 1)
+    head, tail = part[:first], part[first:]
+    yield head[np.argsort(-closeness[head], kind="stable")]
+    yield tail[np.argsort(-closeness[tail], kind="stable")]
