@@ -62,7 +62,7 @@ from .links import OfferLinks
 from .metrics import MatchingMetrics
 from .oversight import tally_open_cases
 from .policy import Policy
-from .repository import CaseStore, Claim, HelperStore, PeopleStore
+from .repository import OPEN_STATUSES, CaseStore, Claim, HelperStore, PeopleStore
 from .triage import Triage, triage
 
 log = logging.getLogger("carerelay.matching")
@@ -144,12 +144,14 @@ class Matching:
     async def count_open_cases(self) -> None:
         """Set the open-case gauges from the store (a periodic pass, not per event)."""
         tally = tally_open_cases(await self._cases.open_cases(), self._clock())
+        # Every known priority and status is reported, zeros included, so alerts see them.
+        priorities = {name for name, _ in self._policy.triage.classes} | {p for _, p in tally.open}
         self._metrics.open_cases.clear()
-        for (status, priority), n in tally.open.items():
-            self._metrics.open_cases.labels(status, priority).set(n)
         self._metrics.first_contact_overdue.clear()
-        for priority, n in tally.overdue.items():
-            self._metrics.first_contact_overdue.labels(priority).set(n)
+        for priority in sorted(priorities):
+            for status in OPEN_STATUSES:
+                self._metrics.open_cases.labels(status, priority).set(tally.open[status, priority])
+            self._metrics.first_contact_overdue.labels(priority).set(tally.overdue[priority])
 
     # ------------------------------------------------------------------ a new case
 

@@ -192,7 +192,8 @@ class World:
         self.outbox = FakeOutbox()
         self.published: list[Event] = []
         self.clock = Clock()
-        self.metrics = MatchingMetrics.create(CollectorRegistry())
+        self.metrics_registry = CollectorRegistry()
+        self.metrics = MatchingMetrics.create(self.metrics_registry)
         self.cipher = FieldCipher("development-only-not-a-secret")
         self.matching = Matching(
             self.helpers,

@@ -335,3 +335,19 @@ async def test_a_redelivered_report_claims_nothing_more_and_repeats_the_same_off
     first, again = world.events(CaseAssigned)
     assert first.event_id == again.event_id
     assert sum(h["load"] for h in world.helpers.docs.values()) == 1
+
+
+async def test_a_case_nobody_has_accepted_counts_as_overdue_once_its_first_contact_is_due() -> None:
+    world = await started([volunteer_record("near", 0.5), DESK])
+    await world.matching.on_reported(report(world))
+
+    def gauge(name: str, **labels: str) -> float | None:
+        return world.metrics_registry.get_sample_value(name, labels)
+
+    await world.matching.count_open_cases()
+    assert gauge("carerelay_matching_open_cases", status="assigned", priority="P1") == 1
+    assert gauge("carerelay_matching_open_cases", status="escalated", priority="P4") == 0
+    assert gauge("carerelay_matching_first_contact_overdue", priority="P1") == 0
+    world.clock.advance(minutes=31)  # a P1 case: first contact within 30 minutes
+    await world.matching.count_open_cases()
+    assert gauge("carerelay_matching_first_contact_overdue", priority="P1") == 1
