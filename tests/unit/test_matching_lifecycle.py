@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from services.matching.domain import Rung
 from services.matching.lifecycle import (
@@ -30,6 +31,7 @@ from shared.contracts import (
     Need,
     OfferResponse,
     Resolution,
+    ResolveCase,
     Resolver,
     Urgency,
 )
@@ -239,3 +241,14 @@ def test_open_cases_are_counted_by_status_and_priority_and_the_overdue_picked_ou
         ("received", "none"): 1,
     }
     assert tally.overdue == {"P1": 1, "P2": 1}
+
+
+def test_a_helper_closing_a_case_must_name_the_offer_they_accepted() -> None:
+    with pytest.raises(ValidationError, match="offer_id"):
+        ResolveCase.model_validate({"case_id": "c1", "resolution": "helped"})
+    with pytest.raises(ValidationError, match="resolution"):
+        ResolveCase.model_validate({"case_id": "c1", "resolution": "sorted", "offer_id": "o1"})
+    desk = ResolveCase.model_validate(
+        {"case_id": "c1", "resolution": "referred", "by": "duty_desk"}
+    )
+    assert desk.by is Resolver.duty_desk
