@@ -1,7 +1,8 @@
 """The in-process view of the registry, so candidate search never scans the database or every
-helper: volunteers in a grid of 1 km cells by where they live, searched ring by ring outwards
-and handed over nearest first; everyone else by id or by the division codes they serve. Kept
-current from registry changes and from this replica's own claims.
+helper: volunteers in a grid of cells by where they live (cells sized to the registry's
+density, 0.5-5 km), searched ring by ring outwards and handed over nearest first; everyone
+else by id or by the division codes they serve. Kept current from registry changes and from
+this replica's own claims.
 
 Hand-written (a uniform lat/lon grid over numpy arrays) because loads change on every claim
 and must be updated in place, and the search has to hand helpers over nearest first so the
@@ -46,7 +47,7 @@ _OFFSET = 1 << 20  # keeps cell rows and columns positive inside one integer key
 # Of the helpers in reach whom the ranking would pass over anyway (inactive, full, off duty,
 # without a needed skill), the nearest few are still handed over so it can say why.
 KEEP_PASSED_OVER = 20
-PER_CELL = 32
+PER_CELL = 32  # volunteers in an average cell: fewer cells to visit vs fewer helpers to sort
 
 
 def _cell_key(row: int, col: int) -> int:
