@@ -3,6 +3,7 @@ record the case's new state (conditional on its version), publish."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
@@ -126,10 +127,14 @@ class Matching:
 
     async def refresh_index(self) -> None:
         """Reload the whole registry (loads held by other replicas included) and the keys of
-        the people the store holds links for."""
-        self._index.replace_all(await self._helpers.all())
-        self._index.set_people(await self._people.keys())
-        self._metrics.helpers_indexed.set(len(self._index))
+        the people the store holds links for. A large registry is indexed in a worker thread,
+        so the event loop keeps serving meanwhile; the new index then replaces the old."""
+        documents, people = await self._helpers.all(), await self._people.keys()
+        fresh = HelperIndex()
+        await asyncio.to_thread(fresh.replace_all, documents)
+        fresh.set_people(people)
+        self._index = fresh
+        self._metrics.helpers_indexed.set(len(fresh))
 
     async def on_registry_changed(self, helper_ids: Sequence[str], limit: int = 1000) -> None:
         """Bring the changed helpers (and people's pairings) into the index."""
