@@ -10,7 +10,9 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 
+from shared.auth import MongoKeyStore, Role, key_document
 from shared.contracts import utcnow
+from shared.crypto import FieldCipher
 from shared.messaging import build_broker
 from shared.registry import announce_change, load_helpers, read_registry_file, upsert_helpers
 from shared.settings import CommonSettings
@@ -47,6 +49,59 @@ async def registry_load(settings: CommonSettings, path: Path) -> int:
     return 0
 
 
+async def keys_create(settings: CommonSettings, args: argparse.Namespace) -> int:
+    document, issued = key_document(
+        name=args.name,
+        role=Role(args.role),
+        source=args.source,
+        divisions=args.division,
+        now=utcnow(),
+        cipher=FieldCipher(settings.pii_key.get_secret_value()),
+        token=args.token,
+        require_signature=args.require_signature,
+    )
+    client = mongo_client(settings)
+    try:
+        added = await MongoKeyStore(client[settings.mongo_db]).add(document)
+    finally:
+        await client.close()
+    if not added:
+        if args.token:  # the development key, created again on every `make run`
+            print(f"key {issued.key_id} already exists")
+            return 0
+        raise ValueError(f"key id {issued.key_id} is taken; try again")
+    print(f"key id:  {issued.key_id}\napi key: {issued.token}")
+    if issued.signing_secret:
+        print(f"signing secret: {issued.signing_secret}")
+    print("Store these now: only a hash of the key is kept.", file=sys.stderr)
+    return 0
+
+
+async def keys_list(settings: CommonSettings) -> int:
+    client = mongo_client(settings)
+    try:
+        keys = await MongoKeyStore(client[settings.mongo_db]).all()
+    finally:
+        await client.close()
+    for k in sorted(keys, key=lambda d: d["created_at"]):
+        state = f"revoked {k['revoked_at']:%Y-%m-%d}" if k.get("revoked_at") else "active"
+        scope = ",".join(k.get("divisions", [])) or "all"
+        print(f"{k['_id']}\t{k['role']}\t{k.get('source') or '-'}\t{scope}\t{state}\t{k['name']}")
+    return 0
+
+
+async def keys_revoke(settings: CommonSettings, key_id: str) -> int:
+    client = mongo_client(settings)
+    try:
+        revoked = await MongoKeyStore(client[settings.mongo_db]).revoke(key_id, utcnow())
+    finally:
+        await client.close()
+    if not revoked:
+        raise ValueError(f"no active key {key_id}")
+    print(f"revoked {key_id}; replicas stop accepting it within API_KEY_CACHE_S seconds")
+    return 0
+
+
 async def registry_list(settings: CommonSettings, kind: str | None) -> int:
     client = mongo_client(settings)
     try:
@@ -70,6 +125,20 @@ def parser() -> argparse.ArgumentParser:
     listing.add_argument(
         "--kind", choices=["volunteer", "paired_cadre", "community_worker", "agency", "duty_desk"]
     )
+    keys = commands.add_parser("keys", help="API keys for hotlines and operators")
+    key_commands = keys.add_subparsers(dest="action", required=True)
+    create = key_commands.add_parser("create", help="create a key (printed once)")
+    create.add_argument("--name", required=True, help="who holds it, e.g. 武汉12345热线")
+    create.add_argument("--role", choices=[r.value for r in Role], default=Role.hotline.value)
+    create.add_argument("--source", help="the source a hotline key reports as")
+    create.add_argument(
+        "--division", action="append", default=[], help="division code it may act for (repeat)"
+    )
+    create.add_argument("--require-signature", action="store_true", help="require signed bodies")
+    create.add_argument("--token", help=argparse.SUPPRESS)  # the development key of `make run`
+    key_commands.add_parser("list", help="list keys (never their secrets)")
+    revoke = key_commands.add_parser("revoke", help="revoke a key")
+    revoke.add_argument("key_id")
     return root
 
 
@@ -81,6 +150,12 @@ def main(argv: list[str] | None = None) -> int:
             return asyncio.run(registry_load(settings, args.file))
         if args.command == "registry" and args.action == "list":
             return asyncio.run(registry_list(settings, args.kind))
+        if args.command == "keys":
+            if args.action == "create":
+                return asyncio.run(keys_create(settings, args))
+            if args.action == "list":
+                return asyncio.run(keys_list(settings))
+            return asyncio.run(keys_revoke(settings, args.key_id))
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

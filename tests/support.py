@@ -13,9 +13,13 @@ import aio_pika
 import httpx
 import uvicorn
 from fastapi import FastAPI
+from pymongo.asynchronous.database import AsyncDatabase
 
+from shared.auth import MongoKeyStore, Role, key_document
+from shared.contracts import utcnow
 from shared.crypto import FieldCipher
 from shared.embedded import free_port
+from shared.storage import Document
 from shared.topology import EVENTS
 
 T = TypeVar("T")
@@ -172,3 +176,28 @@ class Recorded:
 
     def json(self) -> Any:
         return json.loads(self.body)
+
+
+async def issue_key(
+    db: AsyncDatabase[Document],
+    role: Role = Role.hotline,
+    source: str | None = "12345-wuhan",
+    divisions: tuple[str, ...] = ("420100",),
+    require_signature: bool = False,
+) -> tuple[str, str | None]:
+    """Create an API key as `carerelay keys create` does: (token, signing secret)."""
+    document, issued = key_document(
+        name=f"test {role.value}",
+        role=role,
+        source=source,
+        divisions=divisions,
+        now=utcnow(),
+        cipher=DEV_CIPHER,
+        require_signature=require_signature,
+    )
+    assert await MongoKeyStore(db).add(document)
+    return issued.token, issued.signing_secret
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}

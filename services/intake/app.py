@@ -6,7 +6,10 @@ from datetime import timedelta
 
 from fastapi import FastAPI
 
+from shared.audit import MongoAuditLog
+from shared.auth import Authenticator, MongoKeyStore
 from shared.contracts import HardshipReport, utcnow
+from shared.http import BodyLimit
 from shared.messaging import publish_body
 from shared.outbox import Outbox
 from shared.service import Periodic, Runtime, configure_logging, create_app
@@ -16,8 +19,12 @@ from shared.topology import EVENTS, INTAKE_REPORTS, work_queue
 from .api import ReportAccepted, install_error_handler, router
 from .metrics import IntakeMetrics
 from .repository import MongoCaseRepository
+from .security import Guard
 from .settings import IntakeSettings
 from .usecases import Intake
+
+# Hotline systems on AMQP are authenticated by the broker (their own RabbitMQ user and vhost).
+AMQP_ACTOR = "amqp"
 
 
 def build_app(settings: IntakeSettings | None = None) -> FastAPI:
@@ -43,7 +50,7 @@ def build_app(settings: IntakeSettings | None = None) -> FastAPI:
         description="Hotlines may post a HardshipReport here over AMQP.",
     )
     async def on_report(report: HardshipReport) -> ReportAccepted:
-        accepted = await intake.accept(report)
+        accepted = await intake.accept(report, actor=AMQP_ACTOR)
         return ReportAccepted(
             case_id=accepted.case_id,
             status_url=accepted.status_url,
@@ -64,5 +71,11 @@ def build_app(settings: IntakeSettings | None = None) -> FastAPI:
         on_shutdown=[relay_loop.stop],
     )
     install_error_handler(app, metrics)
-    app.include_router(router(intake, cases))
+    app.state.guard = Guard(
+        Authenticator(MongoKeyStore(runtime.db), runtime.cipher, settings.key_cache_s),
+        settings.rate_limit,
+        settings.signature_window_s,
+    )
+    app.include_router(router(intake, cases, MongoAuditLog(runtime.db), runtime.cipher))
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     return app

@@ -44,9 +44,12 @@ class Intake:
         self._metrics = metrics
         self._clock = clock
 
-    async def accept(self, report: HardshipReport) -> Accepted:
+    async def accept(self, report: HardshipReport, actor: str) -> Accepted:
+        """Store the report as a case unless its ticket is known; `actor` is the key (or the
+        channel) it came through."""
         case_id = case_id_for(report.source, report.external_id, self._key)
         document, _ = open_case(report, case_id, self._clock(), self._cipher, self._hash_key)
+        document["created_by"] = actor
         created = await self._cases.add(document)
         result = "accepted" if created else "duplicate"
         self._metrics.reports.labels(report.source, report.need.value, result).inc()

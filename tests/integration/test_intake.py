@@ -24,7 +24,16 @@ from shared.outbox import Outbox
 from shared.people import open_case_personal_data
 from shared.storage import CASES, Document
 from shared.topology import EVENTS, INTAKE_REPORTS
-from tests.support import DEV_CIPHER, PERSON_SECRET, EventListener, running, service_env, wait_for
+from tests.support import (
+    DEV_CIPHER,
+    PERSON_SECRET,
+    EventListener,
+    bearer,
+    issue_key,
+    running,
+    service_env,
+    wait_for,
+)
 
 EXAMPLE: dict[str, Any] = HardshipReport.model_json_schema()["examples"][0]
 
@@ -38,11 +47,17 @@ def report(external_id: str, **person: Any) -> dict[str, Any]:
 
 @pytest.fixture
 async def intake(
-    amqp_url: str, mongo_url: str, db_name: str, listener: EventListener
+    amqp_url: str,
+    mongo_url: str,
+    db_name: str,
+    db: AsyncDatabase[Document],
+    listener: EventListener,
 ) -> AsyncIterator[httpx.AsyncClient]:
     await listener.bind("hardship.reported")
+    token, _ = await issue_key(db)
     settings = IntakeSettings(**service_env(amqp_url, mongo_url, db_name))  # type: ignore[arg-type]
     async with running(build_app(settings)) as client:
+        client.headers.update(bearer(token))
         yield client
 
 
@@ -197,7 +212,7 @@ async def test_outbox_relay_publishes_what_the_broker_missed(db: AsyncDatabase[D
         DEV_CIPHER,
         PERSON_SECRET,
     )
-    accepted = await intake.accept(HardshipReport.model_validate(report("T-OUTBOX")))
+    accepted = await intake.accept(HardshipReport.model_validate(report("T-OUTBOX")), "test")
     stored = await db[CASES].find_one({"_id": accepted.case_id})
     assert stored is not None and stored["outbox"][0]["routing_key"] == "hardship.reported"
 
