@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+import aiormq.exceptions
 from faststream.rabbit import ExchangeType, QueueType, RabbitBroker, RabbitExchange, RabbitQueue
 from faststream.rabbit.schemas.queue import ClassicQueueArgs, QuorumQueueArgs
 
@@ -60,13 +61,26 @@ ALL_ROUTES = (
 REGISTRY_CHANGED_KEY = RegistryChanged.routing_key
 
 
-def work_queue(route: Route, kind: QueueKind = "quorum", delivery_limit: int = 5) -> RabbitQueue:
-    """The queue a consuming service subscribes to; failures dead-letter to `<queue>.dlq`."""
-    if kind == "quorum":
+@dataclass(frozen=True)
+class QueueOptions:
+    """How work queues are declared; every service must declare them alike (from settings)."""
+
+    kind: QueueKind = "quorum"
+    delivery_limit: int = 5
+    max_length: int = 100_000
+
+
+def work_queue(route: Route, options: QueueOptions = QueueOptions()) -> RabbitQueue:
+    """The queue a consuming service subscribes to. Failures dead-letter to `<queue>.dlq`; when
+    it is full the broker refuses publishes (the publisher sees a nack), so overload becomes
+    an answer at intake instead of memory growth."""
+    if options.kind == "quorum":
         quorum: QuorumQueueArgs = {
             "x-dead-letter-exchange": DEAD_LETTERS.name,
             "x-dead-letter-routing-key": route.queue,
-            "x-delivery-limit": delivery_limit,
+            "x-delivery-limit": options.delivery_limit,
+            "x-max-length": options.max_length,
+            "x-overflow": "reject-publish",
         }
         return RabbitQueue(
             route.queue, QueueType.QUORUM, arguments=quorum, routing_key=route.routing_key
@@ -74,6 +88,8 @@ def work_queue(route: Route, kind: QueueKind = "quorum", delivery_limit: int = 5
     classic: ClassicQueueArgs = {
         "x-dead-letter-exchange": DEAD_LETTERS.name,
         "x-dead-letter-routing-key": route.queue,
+        "x-max-length": options.max_length,
+        "x-overflow": "reject-publish",
     }
     return RabbitQueue(route.queue, arguments=classic, routing_key=route.routing_key)
 
@@ -93,9 +109,24 @@ def registry_queue(replica: str) -> RabbitQueue:
     )
 
 
-async def declare_dead_letters(broker: RabbitBroker, *routes: Route) -> None:
-    """Declare the dead-letter exchange and one dead-letter queue per work queue."""
-    exchange = await broker.declare_exchange(DEAD_LETTERS)
-    for route in routes:
-        queue = await broker.declare_queue(dead_letter_queue(route))
-        await queue.bind(exchange, routing_key=route.queue)
+class TopologyMismatch(RuntimeError):
+    pass
+
+
+async def declare_topology(broker: RabbitBroker, options: QueueOptions) -> None:
+    """Declare every exchange, work queue, binding and dead-letter queue. Every service does this
+    at start, so an event is never published before the queue that must receive it exists."""
+    events = await broker.declare_exchange(EVENTS)
+    dead_letters = await broker.declare_exchange(DEAD_LETTERS)
+    for route in ALL_ROUTES:
+        try:
+            queue = await broker.declare_queue(work_queue(route, options))
+        except aiormq.exceptions.ChannelPreconditionFailed as exc:
+            raise TopologyMismatch(
+                f"queue {route.queue} exists with other arguments than {options} ({exc}); "
+                "an older CareRelay or another setting declared it: drain it and delete it "
+                f"(rabbitmqctl delete_queue {route.queue}), or match the settings"
+            ) from exc
+        await queue.bind(events, routing_key=route.routing_key)
+        dead = await broker.declare_queue(dead_letter_queue(route))
+        await dead.bind(dead_letters, routing_key=route.queue)

@@ -44,7 +44,7 @@ def build_app(settings: IntakeSettings | None = None) -> FastAPI:
     )
 
     @runtime.broker.subscriber(
-        work_queue(INTAKE_REPORTS, settings.queue_type, settings.delivery_limit),
+        work_queue(INTAKE_REPORTS, settings.queue_options),
         EVENTS,
         title="intake.reports",
         description="Hotlines may post a HardshipReport here over AMQP.",
@@ -66,7 +66,6 @@ def build_app(settings: IntakeSettings | None = None) -> FastAPI:
         runtime,
         title="CareRelay intake",
         description="Hotlines post hardship reports here; each becomes a tracked case.",
-        consumes=[INTAKE_REPORTS],
         on_startup=[relay_loop.start],
         on_shutdown=[relay_loop.stop],
     )

@@ -39,7 +39,7 @@ def build_app(settings: NotifySettings | None = None) -> FastAPI:
     )
 
     def queue(route: Route) -> RabbitQueue:
-        return work_queue(route, settings.queue_type, settings.delivery_limit)
+        return work_queue(route, settings.queue_options)
 
     @broker.subscriber(queue(NOTIFY_ASSIGNED), EVENTS, ack_policy=AckPolicy.NACK_ON_ERROR)
     async def on_assigned(event: CaseAssigned) -> None:
@@ -57,6 +57,5 @@ def build_app(settings: NotifySettings | None = None) -> FastAPI:
         runtime,
         title="CareRelay notify",
         description="Outreach to helpers, agencies and the duty desk over real channels.",
-        consumes=[NOTIFY_ASSIGNED, NOTIFY_ESCALATED],
         on_shutdown=[close_channels],
     )
