@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
 from typing import Any
 
@@ -9,6 +10,7 @@ from fastapi import APIRouter, FastAPI, HTTPException, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
+from pymongo.errors import ConnectionFailure
 
 from shared.audit import AuditLog
 from shared.auth import Role
@@ -19,7 +21,7 @@ from .metrics import IntakeMetrics
 from .privacy import PersonView, person_view
 from .repository import CaseRepository
 from .security import Authorized
-from .usecases import Intake
+from .usecases import Intake, Overloaded
 
 
 class ReportAccepted(BaseModel):
@@ -162,6 +164,33 @@ def _field_name(loc: tuple[Any, ...]) -> str:
 
 
 def install_error_handler(app: FastAPI, metrics: IntakeMetrics) -> None:
+    @app.exception_handler(Overloaded)
+    async def _overloaded(_: Request, exc: Overloaded) -> JSONResponse:
+        metrics.rejected.labels("overloaded").inc()
+        retry_after = max(1, math.ceil(exc.retry_after_s))
+        return JSONResponse(
+            {
+                "error": "overloaded",
+                "message": "too many open cases queued; nothing was stored; "
+                f"retry after {retry_after} s with the same external_id",
+            },
+            status_code=503,
+            headers={"Retry-After": str(retry_after)},
+        )
+
+    @app.exception_handler(ConnectionFailure)
+    async def _store_down(_: Request, exc: ConnectionFailure) -> JSONResponse:
+        metrics.rejected.labels("store_unavailable").inc()
+        return JSONResponse(
+            {
+                "error": "unavailable",
+                "message": "the case store cannot be reached; retry with the "
+                "same external_id (a repeat never creates a second case)",
+            },
+            status_code=503,
+            headers={"Retry-After": "5"},
+        )
+
     @app.exception_handler(HTTPException)
     async def _refused(_: Request, exc: HTTPException) -> JSONResponse:
         body = exc.detail if isinstance(exc.detail, dict) else {"error": str(exc.detail)}

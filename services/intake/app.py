@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 from fastapi import FastAPI
@@ -11,7 +12,7 @@ from shared.auth import Authenticator, MongoKeyStore
 from shared.contracts import HardshipReport, utcnow
 from shared.http import BodyLimit
 from shared.messaging import publish_body
-from shared.outbox import Outbox
+from shared.outbox import Flush, Outbox
 from shared.service import Periodic, Runtime, configure_logging, create_app
 from shared.storage import CASES
 from shared.topology import EVENTS, INTAKE_REPORTS, work_queue
@@ -21,7 +22,7 @@ from .metrics import IntakeMetrics
 from .repository import MongoCaseRepository
 from .security import Guard
 from .settings import IntakeSettings
-from .usecases import Intake
+from .usecases import Intake, Overloaded
 
 # Hotline systems on AMQP are authenticated by the broker (their own RabbitMQ user and vhost).
 AMQP_ACTOR = "amqp"
@@ -41,6 +42,7 @@ def build_app(settings: IntakeSettings | None = None) -> FastAPI:
         metrics,
         runtime.cipher,
         runtime.hash_key,
+        shed_for_s=settings.shed_for_s,
     )
 
     @runtime.broker.subscriber(
@@ -50,7 +52,12 @@ def build_app(settings: IntakeSettings | None = None) -> FastAPI:
         description="Hotlines may post a HardshipReport here over AMQP.",
     )
     async def on_report(report: HardshipReport) -> ReportAccepted:
-        accepted = await intake.accept(report, actor=AMQP_ACTOR)
+        while True:  # a report on AMQP is already durable: wait in the queue, don't refuse it
+            try:
+                accepted = await intake.accept(report, actor=AMQP_ACTOR)
+                break
+            except Overloaded as busy:
+                await asyncio.sleep(busy.retry_after_s)
         return ReportAccepted(
             case_id=accepted.case_id,
             status_url=accepted.status_url,
@@ -58,8 +65,10 @@ def build_app(settings: IntakeSettings | None = None) -> FastAPI:
         )
 
     async def relay() -> None:
-        done = await outbox.relay(utcnow() - timedelta(seconds=settings.outbox_grace_s))
-        metrics.outbox_relayed.inc(done)
+        outcomes = await outbox.relay(utcnow() - timedelta(seconds=settings.outbox_grace_s))
+        metrics.outbox_relayed.inc(outcomes[Flush.published])
+        if outcomes[Flush.refused]:
+            intake.note(Flush.refused)
 
     relay_loop = Periodic("outbox relay", settings.outbox_relay_interval_s, relay)
     app = create_app(

@@ -10,6 +10,12 @@ class IntakeSettings(CommonSettings):
         default=2.0, gt=0, validation_alias="OUTBOX_RELAY_INTERVAL_S"
     )
     outbox_grace_s: float = Field(default=5.0, ge=0, validation_alias="OUTBOX_GRACE_S")
+    shed_for_s: float = Field(
+        default=5.0,
+        gt=0,
+        validation_alias="SHED_FOR_S",
+        description="After the broker refuses a publish (queue full), answer 503 this long",
+    )
     max_body_bytes: int = Field(default=64 * 1024, ge=1024, validation_alias="MAX_BODY_BYTES")
     rate_limit: str = Field(
         default="100/second",
