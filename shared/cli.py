@@ -8,11 +8,13 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+import aio_pika
 from prometheus_client import CollectorRegistry
 
 from shared.auth import MongoKeyStore, Role, key_document
 from shared.contracts import utcnow
 from shared.crypto import FieldCipher
+from shared.deadletters import list_dead_letters, replay
 from shared.messaging import build_broker
 from shared.registry import announce_change, load_helpers, read_registry_file, upsert_helpers
 from shared.settings import CommonSettings
@@ -102,6 +104,23 @@ async def keys_revoke(settings: CommonSettings, key_id: str) -> int:
     return 0
 
 
+async def dead_letters(settings: CommonSettings, args: argparse.Namespace) -> int:
+    connection = await aio_pika.connect(settings.amqp_url, timeout=10)
+    try:
+        channel = await connection.channel(publisher_confirms=True)
+        if args.action == "list":
+            for d in await list_dead_letters(channel, args.limit):
+                died = f"{d.died_at:%Y-%m-%d %H:%M:%S}" if d.died_at else "-"
+                print(f"{d.queue}\t{d.message_id or '-'}\t{d.routing_key}\t{d.reason}"
+                      f"\tx{d.deaths}\t{died}\t{d.size} B")  # fmt: skip
+            return 0
+        done = await replay(channel, args.queue, args.message_id)
+        print(f"replayed {done} message(s) from {args.queue}")
+        return 0
+    finally:
+        await connection.close()
+
+
 async def registry_list(settings: CommonSettings, kind: str | None) -> int:
     client = mongo_client(settings)
     try:
@@ -125,6 +144,15 @@ def parser() -> argparse.ArgumentParser:
     listing.add_argument(
         "--kind", choices=["volunteer", "paired_cadre", "community_worker", "agency", "duty_desk"]
     )
+    dlq = commands.add_parser("dlq", help="dead letters: list them, replay them")
+    dlq_commands = dlq.add_subparsers(dest="action", required=True)
+    dlq_list = dlq_commands.add_parser("list", help="what died, where it was going, and why")
+    dlq_list.add_argument("--limit", type=int, default=100)
+    dlq_replay = dlq_commands.add_parser("replay", help="send dead letters back to work")
+    dlq_replay.add_argument(
+        "queue", help="a dead-letter queue, e.g. matching.hardship-reported.dlq"
+    )
+    dlq_replay.add_argument("--message-id", help="only this message")
     keys = commands.add_parser("keys", help="API keys for hotlines and operators")
     key_commands = keys.add_subparsers(dest="action", required=True)
     create = key_commands.add_parser("create", help="create a key (printed once)")
@@ -150,6 +178,8 @@ def main(argv: list[str] | None = None) -> int:
             return asyncio.run(registry_load(settings, args.file))
         if args.command == "registry" and args.action == "list":
             return asyncio.run(registry_list(settings, args.kind))
+        if args.command == "dlq":
+            return asyncio.run(dead_letters(settings, args))
         if args.command == "keys":
             if args.action == "create":
                 return asyncio.run(keys_create(settings, args))
