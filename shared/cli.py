@@ -10,6 +10,7 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 
+from shared import cli_outreach
 from shared.contracts import utcnow
 from shared.messaging import build_broker
 from shared.registry import announce_change, load_helpers, read_registry_file, upsert_helpers
@@ -70,6 +71,7 @@ def parser() -> argparse.ArgumentParser:
     listing.add_argument(
         "--kind", choices=["volunteer", "paired_cadre", "community_worker", "agency", "duty_desk"]
     )
+    cli_outreach.add_parser(commands)
     return root
 
 
@@ -81,6 +83,8 @@ def main(argv: list[str] | None = None) -> int:
             return asyncio.run(registry_load(settings, args.file))
         if args.command == "registry" and args.action == "list":
             return asyncio.run(registry_list(settings, args.kind))
+        if args.command == "outreach":
+            return asyncio.run(cli_outreach.run(args, settings))
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
