@@ -288,9 +288,12 @@ def test_every_status_renders_in_both_locales() -> None:
             accepted(), context, HELPER, person(DisabilityCategory.visual), "within_24h"
         ):
             assert render(message.template, message.facts, locale).text.strip()
-    assert "Jianghan District" in render(
-        "assignment_helper", plan(event, Context(en, DEFAULTS, INFO), HELPER)[0].facts, "en"
-    ).text
+    assert (
+        "Jianghan District"
+        in render(
+            "assignment_helper", plan(event, Context(en, DEFAULTS, INFO), HELPER)[0].facts, "en"
+        ).text
+    )
 
 
 # ------------------------------------------------------------------ keys and masking

@@ -1,6 +1,9 @@
 from __future__ import annotations
 
-from pydantic import Field
+import json
+from typing import Any
+
+from pydantic import Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from .console import ConsoleSettings
@@ -23,3 +26,8 @@ class ChannelSettings(
         validation_alias="CHANNEL_RATE_LIMITS",
         description='JSON: messages per second per channel and process, e.g. {"sms": 10}',
     )
+
+    @field_validator("channel_rate_limits", mode="before")
+    @classmethod
+    def _rates_json(cls, value: Any) -> Any:
+        return json.loads(value) if isinstance(value, str) else value

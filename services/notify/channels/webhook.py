@@ -50,6 +50,11 @@ class WebhookSettings(BaseSettings):
         default=None, validation_alias="WORK_ORDER_WEBHOOK_SECRET"
     )
 
+    @field_validator("hotline_callbacks", mode="before")
+    @classmethod
+    def _callbacks_json(cls, value: Any) -> Any:
+        return json.loads(value) if isinstance(value, str) else value
+
     def hotline_endpoints(self) -> dict[str, HotlineEndpoint]:
         """Sources from the file, then from the environment (which wins)."""
         endpoints: dict[str, HotlineEndpoint] = {}
