@@ -22,6 +22,7 @@ import aio_pika
 import httpx
 import pytest
 from aiosmtpd.controller import Controller
+from pymongo import monitoring
 from pymongo.asynchronous.database import AsyncDatabase
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
@@ -847,3 +848,46 @@ async def test_email_goes_over_starttls_to_a_server_with_its_own_certificate(
     [message] = box.messages
     assert box.over_tls == [True]
     assert message.get_body(("plain",)) is not None and message.get_body(("html",)) is not None
+
+
+# ------------------------------------------------------------------ round trips on the hot path
+
+
+class CommandLog(monitoring.CommandListener):
+    def __init__(self, database: str) -> None:
+        self.database = database
+        self.commands: list[str] = []
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        if event.database_name == self.database:
+            collection = event.command.get(event.command_name)
+            self.commands.append(f"{event.command_name} {collection}")
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        return None
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        return None
+
+
+async def test_an_offer_costs_one_write_before_the_helper_is_told_and_one_after(
+    db: AsyncDatabase[Document],
+    db_name: str,
+    env: dict[str, str],
+    amqp: aio_pika.abc.AbstractRobustConnection,
+    wechat: RecordingServer,
+    listener: EventListener,
+) -> None:
+    await listener.bind("outreach.*")
+    await upsert_helpers(db, [VOLUNTEER], utcnow(), PERSON_SECRET)
+    log = CommandLog(db_name)
+    monitoring.register(log)  # applies to clients created from here on: the app's
+    async with running(notify_app(env)):
+        case_id, _ = await new_case(db)
+        log.commands.clear()
+        await publish(amqp, assigned(case_id, VOLUNTEER))
+        await listener.wait("outreach.sent", case_id, count=2)
+    during = [c for c in log.commands if c.endswith(CASES) or c.endswith("helpers")]
+    # helper: record, send, finish; hotline callback: record, send, finish; no reads at all
+    assert during == [f"update {CASES}"] * 4
+    assert len(wechat.requests) == 1
