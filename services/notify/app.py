@@ -36,8 +36,7 @@ from .repository import MongoOutreachStore
 from .retry import RetryPolicy
 from .settings import NotifySettings
 from .templates import labels
-from .usecases import EVENTS as EVENT_TYPES
-from .usecases import Notify
+from .usecases import NOTIFY_EVENTS, Notify
 
 
 def build_app(settings: NotifySettings | None = None) -> FastAPI:
@@ -91,7 +90,7 @@ def build_app(settings: NotifySettings | None = None) -> FastAPI:
 
         @broker.subscriber(queue(route), EVENTS, ack_policy=AckPolicy.NACK_ON_ERROR)
         async def on_event(body: dict[str, Any]) -> None:
-            await notify.handle(EVENT_TYPES.validate_python(body))
+            await notify.handle(NOTIFY_EVENTS.validate_python(body))
 
     @broker.subscriber(queue(NOTIFY_RETRY), DELAYS, ack_policy=AckPolicy.NACK_ON_ERROR)
     async def on_retry(retry: OutreachRetry) -> None:

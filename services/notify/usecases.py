@@ -45,7 +45,7 @@ Schedule = Callable[[OutreachRetry, int, int], Awaitable[None]]  # retry, queue 
 KEY_NAMESPACE = uuid.UUID("7d1f3c5e-4c1a-4f7e-9a53-0c9e1f7d2b11")
 
 NotifyEvent = HardshipReported | CaseAssigned | CaseEscalated | CaseAccepted | CaseResolved
-EVENTS: TypeAdapter[NotifyEvent] = TypeAdapter(
+NOTIFY_EVENTS: TypeAdapter[NotifyEvent] = TypeAdapter(
     Annotated[NotifyEvent, Field(discriminator="event_type")]
 )
 
@@ -92,7 +92,7 @@ class Notify:
 
     async def resume(self, retry: OutreachRetry) -> None:
         """A retry back from its delay queue (or replayed by an operator)."""
-        event = EVENTS.validate_python(retry.event)
+        event = NOTIFY_EVENTS.validate_python(retry.event)
         wanted = (retry.purpose, retry.recipient_kind, retry.recipient_id)
         for message in await self._plan(event):
             if (message.purpose, message.recipient_kind, message.recipient_id) == wanted:

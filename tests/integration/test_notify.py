@@ -522,6 +522,20 @@ async def test_deaf_person_gets_an_sms_and_never_a_voice_task(
     [details] = requests_to(sms, HELPER_PHONE)
     assert "听力残疾" in details["params"]["contact_hint"]
 
+    message_id = gateway_ok(sms.requests[-1])[1]["message_id"]  # the answer the gateway gave
+    receipt = {"message_id": message_id, "status": "undeliverable", "error": "UNDELIV"}
+    answer = await notify.post("/v1/receipts/sms?token=receipt-token", json=receipt)
+    assert answer.json() == {"received": 1, "matched": 1}
+    case = await db[CASES].find_one({"_id": case_id})
+    assert case is not None
+    [attempt] = [a for a in case["outreach"] if a.get("provider_id") == f"sms:{message_id}"]
+    assert (attempt["receipt"]["status"], attempt["receipt"]["error"]) == ("failed", "UNDELIV")
+    unknown = {"message_id": "never-sent", "status": "delivered"}
+    assert (await notify.post("/v1/receipts/sms?token=receipt-token", json=unknown)).json() == {
+        "received": 1,
+        "matched": 0,
+    }
+
 
 async def test_intellectual_disability_case_reaches_the_carer(
     notify: httpx.AsyncClient,
