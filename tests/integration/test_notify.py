@@ -386,6 +386,30 @@ async def test_agency_gets_a_work_order_by_email_in_plain_text_and_html(
     assert EXAMPLE["location"]["address"] not in plain.get_content()
 
 
+async def test_agency_with_its_own_system_gets_the_work_order_there_signed(
+    db: AsyncDatabase[Document],
+    env: dict[str, str],
+    amqp: aio_pika.abc.AbstractRobustConnection,
+    mailbox: tuple[Mailbox, int],
+    listener: EventListener,
+) -> None:
+    await listener.bind("outreach.*")
+    async with RecordingServer(lambda _: (200, {})) as system:
+        contact = Contact(email="mzj@example.gov.cn", webhook=f"{system.url}/work-orders")
+        await upsert_helpers(db, [AGENCY.model_copy(update={"contact": contact})], utcnow(), b"k")
+        async with running(notify_app(env, WORK_ORDER_WEBHOOK_SECRET=SECRET)):
+            case_id, _ = await new_case(db)
+            await publish(amqp, assigned(case_id, AGENCY))
+            await settled(db, case_id, "work_order", [("webhook", "sent")])
+    [order] = system.requests
+    body = Webhook(SECRET).verify(order.body, order.headers)
+    assert body["type"] == "carerelay.work_order_agency"
+    assert body["data"]["respond_url"] == "http://127.0.0.1:8001/v1/offers/token-o1"
+    assert body["data"]["need"] == "买药/送药" and "工单转办" in body["data"]["subject"]
+    assert EXAMPLE["location"]["address"] not in order.body.decode()
+    assert mailbox[0].messages == []
+
+
 async def test_escalation_reaches_the_duty_desk_in_markdown_with_its_reason(
     notify: httpx.AsyncClient,
     db: AsyncDatabase[Document],
