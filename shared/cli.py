@@ -11,6 +11,7 @@ from pathlib import Path
 import aio_pika
 from prometheus_client import CollectorRegistry
 
+from shared import cli_outreach
 from shared.auth import MongoKeyStore, Role, key_document
 from shared.contracts import utcnow
 from shared.crypto import FieldCipher
@@ -167,6 +168,7 @@ def parser() -> argparse.ArgumentParser:
     key_commands.add_parser("list", help="list keys (never their secrets)")
     revoke = key_commands.add_parser("revoke", help="revoke a key")
     revoke.add_argument("key_id")
+    cli_outreach.add_parser(commands)
     return root
 
 
@@ -186,6 +188,8 @@ def main(argv: list[str] | None = None) -> int:
             if args.action == "list":
                 return asyncio.run(keys_list(settings))
             return asyncio.run(keys_revoke(settings, args.key_id))
+        if args.command == "outreach":
+            return asyncio.run(cli_outreach.run(args, settings))
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -23,7 +23,13 @@ from shared.messaging import build_broker
 from shared.registry import upsert_helpers
 from shared.settings import CommonSettings
 from shared.storage import CASES, Document
-from shared.topology import EVENTS, MATCHING_REPORTED, declare_topology, work_queue
+from shared.topology import (
+    EVENTS,
+    MATCHING_REPORTED,
+    NOTIFY_REPORTED,
+    declare_topology,
+    work_queue,
+)
 from tests.conftest import virtual_host
 from tests.proxy import TcpProxy
 from tests.support import (
@@ -110,14 +116,16 @@ async def test_a_full_queue_turns_into_503_and_no_accepted_report_is_lost(
         assert not stored & {b["external_id"] for b in refused}, "a 503 stores nothing"
         assert len(stored) == len(accepted)
 
-        # Drain the queue as matching would; everything accepted must arrive, once or more.
+        # Drain as matching and notify would; everything accepted must arrive, once or more.
         channel = await amqp.channel()
         queue = await channel.get_queue(MATCHING_REPORTED.queue)
+        also_bound = await channel.get_queue(NOTIFY_REPORTED.queue)
         delivered: set[str] = set()
 
         async def all_arrived() -> bool:
             while message := await queue.get(no_ack=True, fail=False):
                 delivered.add(json.loads(message.body)["case_id"])
+            await also_bound.purge()
             return delivered >= set(accepted)
 
         await wait_for(all_arrived, timeout=20)
