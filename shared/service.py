@@ -82,9 +82,11 @@ def create_app(
         try:
             yield
         finally:
+            # Stop taking messages and let those in flight finish (FastStream's graceful
+            # timeout) while channels, loops and the database are still there for them.
+            await runtime.broker.stop()
             for hook in on_shutdown:
                 await hook()
-            await runtime.broker.stop()
             await runtime.mongo.close()
 
     app = FastAPI(title=title, description=description, version="1", lifespan=lifespan)

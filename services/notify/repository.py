@@ -110,7 +110,13 @@ class MongoOutreachStore:
 
 
 def attempt_record(
-    key: str, purpose: str, recipient_kind: str, channel: str, recipient: str, at: datetime
+    key: str,
+    purpose: str,
+    recipient_kind: str,
+    channel: str,
+    recipient: str,
+    at: datetime,
+    owner: str = "",
 ) -> Document:
     return {
         "key": key,
@@ -120,4 +126,5 @@ def attempt_record(
         "recipient": recipient,
         "status": "sending",
         "at": at,
+        "owner": owner,  # the process that recorded it: it alone knows whether it sent
     }

@@ -6,9 +6,11 @@ last attempt on a channel comes the next channel; after the last channel, a dead
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 import uuid
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
 from typing import Annotated
@@ -29,6 +31,7 @@ from shared.contracts import (
     utcnow,
 )
 from shared.pii import mask_address
+from shared.storage import Document
 
 from .channels import Channel, OutboundMessage, SendResult
 from .directory import HelperDirectory
@@ -42,6 +45,7 @@ log = logging.getLogger("carerelay.notify")
 
 Publish = Callable[[Event], Awaitable[None]]
 Schedule = Callable[[OutreachRetry, int, int], Awaitable[None]]  # retry, queue delay, expiration
+SENT_MEMORY = 10_000  # attempt keys remembered per process; far more than are ever in flight
 KEY_NAMESPACE = uuid.UUID("7d1f3c5e-4c1a-4f7e-9a53-0c9e1f7d2b11")
 
 NotifyEvent = HardshipReported | CaseAssigned | CaseEscalated | CaseAccepted | CaseResolved
@@ -80,6 +84,12 @@ class Notify:
         self._locale = locale
         self._clock = clock
         self._draw = draw
+        # What this process has handed to a channel, by attempt key. When a database write is
+        # retried after its acknowledgement was lost, this tells "recorded but never sent"
+        # (send now) from "sent, result not yet recorded" (record it; never send again).
+        self._owner = uuid.uuid4().hex
+        self._sent: OrderedDict[str, SendResult] = OrderedDict()
+        self._in_flight: dict[str, asyncio.Future[SendResult]] = {}
 
     # ------------------------------------------------------------------ entry points
 
@@ -142,10 +152,12 @@ class Notify:
                     route.channel,
                     mask_address(route.channel, route.address),
                     self._clock(),
+                    self._owner,
                 ),
             )
-            fresh = recorded is None
-            if recorded is None:
+            # Ours and unfinished: our own write landed but its answer was lost; see `_sent`.
+            fresh = recorded is None or self._is_own_unfinished(recorded)
+            if fresh or recorded is None:
                 result = await self._send(event, message, rendered, route, key)
             elif recorded.get("status") == "failed":  # an earlier delivery got this far
                 result = SendResult(
@@ -192,23 +204,7 @@ class Notify:
         route: Route,
         key: str,
     ) -> SendResult:
-        self._metrics.attempts.labels(route.channel).inc()
-        result = await self._channels[route.channel].send(
-            OutboundMessage(
-                recipient=route.address,
-                subject=rendered.subject,
-                text=rendered.text,
-                idempotency_key=key,
-                markdown=rendered.markdown,
-                html=rendered.html,
-                mentioned_mobiles=message.mentioned_mobiles,
-                voice=rendered.voice,
-                template=message.template,
-                params=message.facts,
-                message_id=f"msg_{_id(event.case_id, message.ref)}",
-                data=message.data if message.data is not None else dict(message.facts),
-            )
-        )
+        result = self._sent.get(key) or await self._hand_over(event, message, rendered, route, key)
         now = self._clock()
         await self._store.finish(
             event.case_id,
@@ -243,6 +239,53 @@ class Notify:
                 )
             )
         return result
+
+    async def _hand_over(
+        self,
+        event: NotifyEvent,
+        message: PlannedMessage,
+        rendered: Rendered,
+        route: Route,
+        key: str,
+    ) -> SendResult:
+        in_flight = self._in_flight.get(key)
+        if in_flight is not None:  # a redelivery racing the first delivery in this process
+            return await asyncio.shield(in_flight)
+        self._in_flight[key] = asyncio.get_running_loop().create_future()
+        try:
+            self._metrics.attempts.labels(route.channel).inc()
+            result = await self._channels[route.channel].send(
+                OutboundMessage(
+                    recipient=route.address,
+                    subject=rendered.subject,
+                    text=rendered.text,
+                    idempotency_key=key,
+                    markdown=rendered.markdown,
+                    html=rendered.html,
+                    mentioned_mobiles=message.mentioned_mobiles,
+                    voice=rendered.voice,
+                    template=message.template,
+                    params=message.facts,
+                    message_id=f"msg_{_id(event.case_id, message.ref)}",
+                    data=message.data if message.data is not None else dict(message.facts),
+                )
+            )
+        except asyncio.CancelledError:
+            self._in_flight.pop(key).cancel()
+            raise
+        except Exception as exc:
+            failed = self._in_flight.pop(key)
+            failed.set_exception(exc)
+            failed.exception()  # retrieved: a racing delivery may or may not be waiting
+            raise
+        self._sent[key] = result
+        self._in_flight.pop(key).set_result(result)
+        while len(self._sent) > SENT_MEMORY:
+            self._sent.popitem(last=False)
+        return result
+
+    def _is_own_unfinished(self, recorded: Document) -> bool:
+        return bool(recorded.get("status") == "sending" and recorded.get("owner") == self._owner)
 
     async def _retry_later(
         self,

@@ -89,6 +89,7 @@ class Reckoning:
     duplicated_assignments: int
     duplicated_sends: int
     unsent: int
+    unsent_states: dict[str, int]
     recovery_s: float
     refusals: dict[str, int]
 
@@ -101,7 +102,7 @@ class Reckoning:
             f"ledger {self.scenario:<22} sent={self.sent} accepted={self.accepted} "
             f"decided={self.decided} lost={self.lost} duplicated={self.duplicated} "
             f"(assignments={self.duplicated_assignments} sends={self.duplicated_sends}) "
-            f"unsent={self.unsent} recovery_s={self.recovery_s:.1f} "
+            f"unsent={self.unsent}{self.unsent_states or ''} recovery_s={self.recovery_s:.1f} "
             f"refusals={dict(sorted(self.refusals.items()))}"
         )
 
@@ -140,6 +141,13 @@ async def reckon(
         for cid in _case_ids_in(r, case_ids)
     )
     told = {cid for cid, _, _ in sends}
+    helper_purposes = ("offer", "assignment", "escalation", "work_order")
+    unsent_states = Counter(
+        o.get("status", "?")
+        for cid in decided - told
+        for o in cases[cid].get("outreach", [])
+        if o.get("purpose") in helper_purposes
+    )
     disrupted = [
         cases[cid]
         for ext, cid in hotline.accepted.items()
@@ -155,6 +163,7 @@ async def reckon(
         duplicated_assignments=duplicated_assignments,
         duplicated_sends=sum(n - 1 for n in sends.values() if n > 1),
         unsent=len(decided - told),
+        unsent_states=dict(unsent_states),
         recovery_s=max([0.0, *(t - fault_ended for t in finished)]),
         refusals=dict(hotline.refusals),
     )
