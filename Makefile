@@ -3,7 +3,7 @@ UV_VERSION := 0.13.9
 UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 PY := .venv/bin/python
 
-.PHONY: install run test test-unit test-integration test-e2e lint broker tools clean
+.PHONY: install run test test-unit test-integration test-e2e test-faults lint broker tools clean
 
 install: .venv/.synced
 
@@ -43,6 +43,10 @@ test-integration: install broker
 
 test-e2e: install broker
 	$(PY) -m pytest tests/e2e
+
+# Every fault scenario with 1,000 reports each (`make test` runs them with 150).
+test-faults: install broker
+	FAULT_REPORTS=1000 $(PY) -m pytest -p no:cacheprovider tests/faults
 
 clean:
 	rm -rf var .venv .tools .mypy_cache .ruff_cache .pytest_cache

@@ -83,6 +83,13 @@ class RabbitNode:
         ]
         return {r[0]: int(r[1]) for r in rows if len(r) == 2 and r[1].isdigit()}
 
+    def queue_consumers(self, vhost: str) -> dict[str, int]:
+        rows = [
+            r.split("\t")
+            for r in self.ctl("list_queues", "-p", vhost, "name", "consumers").splitlines()
+        ]
+        return {r[0]: int(r[1]) for r in rows if len(r) == 2 and r[1].isdigit()}
+
     def stop(self) -> None:
         try:
             self.ctl("stop", timeout=60)
