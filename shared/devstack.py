@@ -27,6 +27,9 @@ from shared.settings import EMBEDDED_MONGO_PORT
 ROOT = Path(__file__).resolve().parent.parent
 SERVICES = {"intake": 8000, "matching": 8001, "notify": 8002}
 DEMO_REGISTRY = ROOT / "deploy" / "demo" / "registry.json"
+# The demo hotline's key on a development machine (`DEV_API_KEY` overrides it); never production.
+DEV_API_KEY = "crk_devhotline_development-only-hotline-key"
+DEMO_SOURCE, DEMO_DIVISION = "12345-wuhan", "420100"
 
 
 def service_of(instance: str) -> str:
@@ -64,6 +67,10 @@ class DevStack:
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
         self._logs: list[IO[bytes]] = []
 
+    @property
+    def api_key(self) -> str:
+        return self.env.get("DEV_API_KEY") or DEV_API_KEY
+
     def url(self, service: str) -> str:
         return f"http://127.0.0.1:{self.ports[service]}"
 
@@ -76,6 +83,10 @@ class DevStack:
             self.env["MONGO_URL"] = self._mongo.start()
         if self.registry_file is not None:
             self.cli("registry", "load", str(self.registry_file))
+        self.cli(
+            "keys", "create", "--name", "demo hotline (development)", "--role", "hotline",
+            "--source", DEMO_SOURCE, "--division", DEMO_DIVISION, "--token", self.api_key,
+        )  # fmt: skip
         for service in self.ports:
             self.start_service(service)
         for service in self.ports:
@@ -171,6 +182,7 @@ def main(argv: list[str] | None = None) -> int:
                 intake=stack.url("intake"),
                 matching=stack.url("matching"),
                 notify=stack.url("notify"),
+                key=stack.api_key,
             ),
             flush=True,
         )
@@ -192,11 +204,11 @@ CareRelay is running.
   notify    {notify}
   logs      var/log/<service>.log
 
-Post a report:
-  curl -s -X POST {intake}/v1/reports -H 'Content-Type: application/json' \\
-       -d @deploy/demo/report.json
+Post a report as the demo hotline (its development key):
+  curl -s -X POST {intake}/v1/reports -H 'Authorization: Bearer {key}' \\
+       -H 'Content-Type: application/json' -d @deploy/demo/report.json
 Then follow its status_url:
-  curl -s {intake}/v1/cases/<case_id>
+  curl -s -H 'Authorization: Bearer {key}' {intake}/v1/cases/<case_id>
 
 Ctrl-C stops everything.
 """

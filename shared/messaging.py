@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
+import random
+from collections.abc import Callable
 from typing import Any
 
+import aio_pika.exceptions
+import aiormq.exceptions
 from faststream import BaseMiddleware
 from faststream.exceptions import RejectMessage
+from faststream.middlewares import AckPolicy
 from faststream.rabbit import RabbitBroker
 from faststream.rabbit.prometheus import RabbitPrometheusMiddleware
 from faststream.rabbit.schemas import Channel
 from prometheus_client import CollectorRegistry
 from pydantic import ValidationError
+from pymongo.errors import ConnectionFailure
 
 from shared.contracts import Event
 from shared.settings import CommonSettings
@@ -28,6 +36,40 @@ class RejectInvalidMessages(BaseMiddleware):
             raise RejectMessage from exc
 
 
+# Failures of the infrastructure, not of the message: waiting and trying again will succeed.
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    ConnectionFailure,  # MongoDB unreachable, failing over, or timing out
+    ConnectionError,  # includes aiormq's AMQPConnectionError
+    aiormq.exceptions.DeliveryError,  # the broker refused a publish: a queue is full
+    aio_pika.exceptions.ChannelInvalidStateError,
+    TimeoutError,
+)
+log = logging.getLogger("carerelay.messaging")
+
+
+def retry_transient_errors(deadline_s: float) -> Callable[..., BaseMiddleware]:
+    """Retry a handler in place, with backoff and jitter, while the database or the broker is
+    unreachable, so an outage does not spend a message's delivery attempts and dead-letter
+    healthy work. Safe because every handler is idempotent."""
+
+    class RetryTransientErrors(BaseMiddleware):
+        async def consume_scope(self, call_next: Any, msg: Any) -> Any:
+            delay, waited = 0.1, 0.0
+            while True:
+                try:
+                    return await call_next(msg)
+                except TRANSIENT_ERRORS as exc:
+                    if waited >= deadline_s:
+                        raise
+                    pause = random.uniform(delay / 2, delay)
+                    log.warning("transient %s; retrying in %.1fs", type(exc).__name__, pause)
+                    await asyncio.sleep(pause)
+                    waited += pause
+                    delay = min(delay * 2, 5.0)
+
+    return RetryTransientErrors
+
+
 def build_broker(
     settings: CommonSettings, registry: CollectorRegistry, app_name: str
 ) -> RabbitBroker:
@@ -38,9 +80,13 @@ def build_broker(
         reconnect_interval=1.0,
         fail_fast=False,
         app_id=app_name,
+        # An unexpected error requeues the message; the quorum queue's delivery limit then
+        # dead-letters a message that keeps failing.
+        ack_policy=AckPolicy.NACK_ON_ERROR,
         middlewares=(
             RabbitPrometheusMiddleware(registry=registry, app_name=app_name),
             RejectInvalidMessages,
+            retry_transient_errors(settings.transient_retry_s),
         ),
     )
 

@@ -20,7 +20,7 @@ from shared.crypto import FieldCipher
 from shared.messaging import build_broker
 from shared.settings import CommonSettings
 from shared.storage import Document, ensure_indexes, mongo_client, ping
-from shared.topology import Route, declare_dead_letters
+from shared.topology import declare_topology
 
 Hook = Callable[[], Awaitable[None]]
 
@@ -66,7 +66,6 @@ def create_app(
     *,
     title: str,
     description: str,
-    consumes: Sequence[Route] = (),
     on_startup: Sequence[Hook] = (),
     on_shutdown: Sequence[Hook] = (),
 ) -> FastAPI:
@@ -76,16 +75,18 @@ def create_app(
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await ensure_indexes(runtime.db)
         await runtime.broker.connect()
-        await declare_dead_letters(runtime.broker, *consumes)
+        await declare_topology(runtime.broker, runtime.settings.queue_options)
         for hook in on_startup:  # before consuming: e.g. matching loads its helper index
             await hook()
         await runtime.broker.start()
         try:
             yield
         finally:
+            # Stop taking messages and let those in flight finish (FastStream's graceful
+            # timeout) while channels, loops and the database are still there for them.
+            await runtime.broker.stop()
             for hook in on_shutdown:
                 await hook()
-            await runtime.broker.stop()
             await runtime.mongo.close()
 
     app = FastAPI(title=title, description=description, version="1", lifespan=lifespan)

@@ -58,7 +58,7 @@ def build_app(settings: MatchingSettings | None = None) -> FastAPI:
     )
 
     def queue(route: Route) -> RabbitQueue:
-        return work_queue(route, settings.queue_type, settings.delivery_limit)
+        return work_queue(route, settings.queue_options)
 
     @broker.subscriber(queue(MATCHING_REPORTED), EVENTS, ack_policy=AckPolicy.NACK_ON_ERROR)
     async def on_reported(event: HardshipReported) -> None:
@@ -100,7 +100,6 @@ def build_app(settings: MatchingSettings | None = None) -> FastAPI:
         runtime,
         title="CareRelay matching",
         description="Triage and assignment of reported cases; offers; the helper registry.",
-        consumes=[MATCHING_REPORTED, MATCHING_ANSWERS, MATCHING_RESOLUTIONS],
         on_startup=[start],
         on_shutdown=[stop],
     )

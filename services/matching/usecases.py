@@ -31,7 +31,7 @@ from shared.contracts import (
     utcnow,
 )
 from shared.crypto import FieldCipher
-from shared.outbox import pending
+from shared.outbox import Flush, pending
 from shared.people import open_case_personal_data
 from shared.storage import Document
 
@@ -74,7 +74,9 @@ Publish = Callable[[Event], Awaitable[None]]
 class EventOutbox(Protocol):
     """Publishes events stored in a case's outbox and clears them (shared.outbox.Outbox)."""
 
-    async def flush_events(self, doc_id: str, events: Sequence[Event], stamp: datetime) -> bool: ...
+    async def flush_events(
+        self, doc_id: str, events: Sequence[Event], stamp: datetime
+    ) -> Flush: ...
 
 
 UNKNOWN_DESK = AssignedHelper(helper_id="duty-desk", kind=HelperKind.duty_desk, name="残联值班室")

@@ -21,6 +21,7 @@ from services.matching.repository import Claim
 from services.matching.usecases import Matching
 from shared.contracts import Event, HardshipReport, HardshipReported, HelperRecord
 from shared.crypto import FieldCipher
+from shared.outbox import Flush
 from shared.storage import Document
 
 E = TypeVar("E", bound=Event)
@@ -162,9 +163,9 @@ class FakeOutbox:
     def __init__(self) -> None:
         self.published: list[Event] = []
 
-    async def flush_events(self, doc_id: str, events: Sequence[Event], stamp: datetime) -> bool:
+    async def flush_events(self, doc_id: str, events: Sequence[Event], stamp: datetime) -> Flush:
         self.published.extend(events)
-        return True
+        return Flush.published
 
 
 class Clock:
