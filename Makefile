@@ -3,7 +3,8 @@ UV_VERSION := 0.13.9
 UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 PY := .venv/bin/python
 
-.PHONY: install run test test-unit test-integration test-e2e test-ops lint broker tools asyncapi clean
+.PHONY: install run test test-unit test-integration test-e2e test-ops test-faults lint broker tools \
+	asyncapi clean bench bench-match
 
 install: .venv/.synced
 
@@ -55,6 +56,16 @@ test-e2e: install broker
 
 test-ops: install tools broker
 	$(PY) -m pytest tests/ops
+
+# Benchmarks (not timed tests): each writes its numbers under bench/results/.
+bench: bench-match
+
+bench-match: install
+	$(PY) -m bench.match
+
+# Every fault scenario with 1,000 reports each (`make test` runs them with 150).
+test-faults: install broker
+	FAULT_REPORTS=1000 $(PY) -m pytest -p no:cacheprovider tests/faults
 
 clean:
 	rm -rf var .venv .tools .mypy_cache .ruff_cache .pytest_cache

@@ -11,7 +11,7 @@ import re
 import uuid
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
     AwareDatetime,
@@ -20,6 +20,7 @@ from pydantic import (
     Field,
     StringConstraints,
     field_validator,
+    model_validator,
 )
 
 SCHEMA_VERSION = 1
@@ -93,6 +94,11 @@ class Resolution(StrEnum):
     referred = "referred"  # handed to an agency that took it on
     no_longer_needed = "no_longer_needed"
     unreachable = "unreachable"  # nobody could reach the person; the duty desk follows up
+
+
+class Resolver(StrEnum):
+    helper = "helper"  # the helper who accepted the case
+    duty_desk = "duty_desk"  # the duty desk, for a case escalated to it
 
 
 class OfferResponse(StrEnum):
@@ -327,6 +333,7 @@ class CaseResolved(Event):
     event_type: Literal["case.resolved"] = "case.resolved"
     resolution: Resolution
     helper: AssignedHelper | None = None
+    by: Resolver = Resolver.helper
 
 
 class CaseDeclined(Event):
@@ -351,6 +358,26 @@ class OfferAnswer(BaseModel):
     reason: str = Field(default="", max_length=200)
 
 
+class ResolveCase(BaseModel):
+    """Close the loop on a case (问到、访到、帮到、送到), over AMQP (routing key
+    `resolution.submit`) or a helper's signed offer link: by the helper who accepted it (naming
+    the accepted offer), or by the duty desk for a case escalated to it."""
+
+    model_config = ConfigDict(extra="ignore")
+    routing_key: ClassVar[str] = "resolution.submit"
+
+    case_id: str
+    resolution: Resolution
+    by: Resolver = Resolver.helper
+    offer_id: str = Field(default="", description="The accepted offer; required from a helper")
+
+    @model_validator(mode="after")
+    def _helper_names_the_offer(self) -> ResolveCase:
+        if self.by is Resolver.helper and not self.offer_id:
+            raise ValueError("offer_id is required when the helper resolves the case")
+        return self
+
+
 class CaseEscalated(Event):
     routing_key: ClassVar[str] = "case.escalated"
     event_type: Literal["case.escalated"] = "case.escalated"
@@ -371,12 +398,90 @@ class OutreachSent(Event):
 
 
 class OutreachFailed(Event):
+    """A channel gave up on a message after its attempts; `fallback` names the channel tried
+    next, or is empty when none is left (the message is then dead-lettered for an operator)."""
+
     routing_key: ClassVar[str] = "outreach.failed"
     event_type: Literal["outreach.failed"] = "outreach.failed"
     channel: str
     purpose: str
     recipient_kind: str
     error: str
+    recipient_id: str = ""
+    attempts: int = 0
+    fallback: str = ""
+
+
+class OutreachRetry(BaseModel):
+    """Notify's note to itself: try this message again (after a delay queue, or replayed by an
+    operator). It carries the triggering event, which holds no personal data, not the text."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+    routing_key: ClassVar[str] = "notify.outreach-retry"
+
+    event_id: str = Field(default_factory=new_event_id)
+    case_id: str
+    event: dict[str, Any]
+    purpose: str
+    recipient_kind: str
+    recipient_id: str
+    route: int = Field(ge=0, description="Index of the channel in the message's fallback order")
+    attempt: int = Field(ge=1, description="Attempt number, counted over the message's life")
+    route_attempt: int = Field(default=1, ge=1, description="Attempt number on this channel")
+
+
+class OutreachDeadLetter(BaseModel):
+    """A message every channel gave up on, kept for an operator to list and replay."""
+
+    model_config = ConfigDict(extra="ignore")
+    collection: ClassVar[str] = "outreach_dead_letters"
+
+    id: str = Field(alias="_id")
+    case_id: str
+    source: str = ""
+    external_id: str = ""
+    purpose: str
+    recipient_kind: str
+    recipient_id: str
+    channels: list[str] = Field(default_factory=list)
+    error: str
+    attempts: int
+    event: dict[str, Any]
+    status: Literal["open", "replayed"] = "open"
+    failed_at: datetime
+    replayed_at: datetime | None = None
+    replays: int = 0
+
+
+class HotlineStatus(StrEnum):
+    """What a hotline hears about its ticket (status callbacks, 及时反馈)."""
+
+    received = "received"
+    assigned = "assigned"
+    accepted = "accepted"
+    escalated = "escalated"
+    resolved = "resolved"
+
+
+class HotlineStatusData(BaseModel):
+    source: str
+    external_id: str = Field(description="The hotline's own ticket id")
+    case_id: str
+    status: HotlineStatus
+    occurred_at: datetime
+    summary: str = Field(description="One line for the hotline agent, in the deployment's locale")
+    helper_kind: HelperKind | None = None
+    resolution: Resolution | None = None
+    reason: str = ""
+
+
+class HotlineStatusCallback(BaseModel):
+    """The body CareRelay POSTs to a hotline's callback URL, signed per Standard Webhooks
+    (headers webhook-id, webhook-timestamp, webhook-signature)."""
+
+    type: Literal["case.status"] = "case.status"
+    timestamp: datetime
+    data: HotlineStatusData
 
 
 # ---------------------------------------------------------------- registry
@@ -401,6 +506,9 @@ class Contact(BaseModel):
     email: str | None = None
     wechat_webhook: str | None = Field(
         default=None, description="WeChat Work group-bot webhook URL for this helper's team"
+    )
+    webhook: str | None = Field(
+        default=None, description="An agency's own system: work orders are POSTed here as JSON"
     )
 
 

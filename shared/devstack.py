@@ -2,6 +2,7 @@
 
 Starts an embedded SecantusDB when MONGO_URL is unset, loads the demo registry, then starts
 intake, matching and notify, each logging to var/log/<service>.log (and the terminal).
+Replicas are instances named `<service>-<n>` (e.g. `matching-2`), each on its own port.
 """
 
 from __future__ import annotations
@@ -26,6 +27,14 @@ from shared.settings import EMBEDDED_MONGO_PORT
 ROOT = Path(__file__).resolve().parent.parent
 SERVICES = {"intake": 8000, "matching": 8001, "notify": 8002}
 DEMO_REGISTRY = ROOT / "deploy" / "demo" / "registry.json"
+# The demo hotline's key on a development machine (`DEV_API_KEY` overrides it); never production.
+DEV_API_KEY = "crk_devhotline_development-only-hotline-key"
+DEMO_SOURCE, DEMO_DIVISION = "12345-wuhan", "420100"
+
+
+def service_of(instance: str) -> str:
+    """The service an instance runs: `matching-2` runs matching."""
+    return instance.split("-", 1)[0]
 
 
 def _pump(stream: IO[bytes], sinks: list[IO[bytes]]) -> None:
@@ -58,6 +67,10 @@ class DevStack:
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
         self._logs: list[IO[bytes]] = []
 
+    @property
+    def api_key(self) -> str:
+        return self.env.get("DEV_API_KEY") or DEV_API_KEY
+
     def url(self, service: str) -> str:
         return f"http://127.0.0.1:{self.ports[service]}"
 
@@ -70,6 +83,10 @@ class DevStack:
             self.env["MONGO_URL"] = self._mongo.start()
         if self.registry_file is not None:
             self.cli("registry", "load", str(self.registry_file))
+        self.cli(
+            "keys", "create", "--name", "demo hotline (development)", "--role", "hotline",
+            "--source", DEMO_SOURCE, "--division", DEMO_DIVISION, "--token", self.api_key,
+        )  # fmt: skip
         for service in self.ports:
             self.start_service(service)
         for service in self.ports:
@@ -89,8 +106,9 @@ class DevStack:
             raise RuntimeError(f"carerelay {' '.join(args)} failed: {done.stderr.strip()}")
         return done.stdout
 
-    def start_service(self, service: str) -> None:
-        env = {**self.env, f"{service.upper()}_PORT": str(self.ports[service])}
+    def start_service(self, instance: str) -> None:
+        service = service_of(instance)
+        env = {**self.env, f"{service.upper()}_PORT": str(self.ports[instance])}
         proc = subprocess.Popen(  # noqa: S603 - fixed argv
             [sys.executable, "-m", f"services.{service}"],
             env=env,
@@ -98,12 +116,17 @@ class DevStack:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
         )
-        log = open(self.log_dir / f"{service}.log", "ab")  # noqa: SIM115 - closed in stop()
+        log = open(self.log_dir / f"{instance}.log", "ab")  # noqa: SIM115 - closed in stop()
         self._logs.append(log)
         sinks: list[IO[bytes]] = [log] + ([sys.stdout.buffer] if self.echo else [])
         assert proc.stdout is not None
         threading.Thread(target=_pump, args=(proc.stdout, sinks), daemon=True).start()
-        self._procs[service] = proc
+        self._procs[instance] = proc
+
+    def restart_service(self, instance: str, timeout: float = 60.0) -> None:
+        """Start a stopped instance again (same port, same log) and wait until it is ready."""
+        self.start_service(instance)
+        self.wait_ready(instance, timeout)
 
     def wait_ready(self, service: str, timeout: float = 60.0) -> None:
         proc = self._procs[service]
@@ -159,6 +182,7 @@ def main(argv: list[str] | None = None) -> int:
                 intake=stack.url("intake"),
                 matching=stack.url("matching"),
                 notify=stack.url("notify"),
+                key=stack.api_key,
             ),
             flush=True,
         )
@@ -180,11 +204,11 @@ CareRelay is running.
   notify    {notify}
   logs      var/log/<service>.log
 
-Post a report:
-  curl -s -X POST {intake}/v1/reports -H 'Content-Type: application/json' \\
-       -d @deploy/demo/report.json
+Post a report as the demo hotline (its development key):
+  curl -s -X POST {intake}/v1/reports -H 'Authorization: Bearer {key}' \\
+       -H 'Content-Type: application/json' -d @deploy/demo/report.json
 Then follow its status_url:
-  curl -s {intake}/v1/cases/<case_id>
+  curl -s -H 'Authorization: Bearer {key}' {intake}/v1/cases/<case_id>
 
 Ctrl-C stops everything.
 """

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import random
+from collections.abc import Callable
 from typing import Any, ClassVar, Protocol
 
+import aio_pika.exceptions
+import aiormq.exceptions
 from faststream import BaseMiddleware
 from faststream.exceptions import RejectMessage
+from faststream.middlewares import AckPolicy
 from faststream.rabbit import RabbitBroker
 from faststream.rabbit.opentelemetry import RabbitTelemetryMiddleware
 from faststream.rabbit.prometheus import RabbitPrometheusMiddleware
@@ -15,6 +21,7 @@ from faststream.rabbit.schemas import Channel
 from opentelemetry import trace
 from prometheus_client import CollectorRegistry
 from pydantic import ValidationError
+from pymongo.errors import ConnectionFailure
 
 from shared.contracts import Event
 from shared.logging_json import case_context, person_values, redacting
@@ -50,6 +57,40 @@ class CaseContext(BaseMiddleware):
             return await call_next(msg)
 
 
+# Failures of the infrastructure, not of the message: waiting and trying again will succeed.
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    ConnectionFailure,  # MongoDB unreachable, failing over, or timing out
+    ConnectionError,  # includes aiormq's AMQPConnectionError
+    aiormq.exceptions.DeliveryError,  # the broker refused a publish: a queue is full
+    aio_pika.exceptions.ChannelInvalidStateError,
+    TimeoutError,
+)
+log = logging.getLogger("carerelay.messaging")
+
+
+def retry_transient_errors(deadline_s: float) -> Callable[..., BaseMiddleware]:
+    """Retry a handler in place, with backoff and jitter, while the database or the broker is
+    unreachable, so an outage does not spend a message's delivery attempts and dead-letter
+    healthy work. Safe because every handler is idempotent."""
+
+    class RetryTransientErrors(BaseMiddleware):
+        async def consume_scope(self, call_next: Any, msg: Any) -> Any:
+            delay, waited = 0.1, 0.0
+            while True:
+                try:
+                    return await call_next(msg)
+                except TRANSIENT_ERRORS as exc:
+                    if waited >= deadline_s:
+                        raise
+                    pause = random.uniform(delay / 2, delay)
+                    log.warning("transient %s; retrying in %.1fs", type(exc).__name__, pause)
+                    await asyncio.sleep(pause)
+                    waited += pause
+                    delay = min(delay * 2, 5.0)
+
+    return RetryTransientErrors
+
+
 def build_broker(
     settings: CommonSettings, registry: CollectorRegistry, app_name: str
 ) -> RabbitBroker:
@@ -61,11 +102,15 @@ def build_broker(
         fail_fast=False,
         app_id=app_name,
         logger=logging.getLogger(f"carerelay.{app_name}.broker"),
+        # An unexpected error requeues the message; the quorum queue's delivery limit then
+        # dead-letters a message that keeps failing.
+        ack_policy=AckPolicy.NACK_ON_ERROR,
         middlewares=(
             RabbitTelemetryMiddleware(),  # outermost: the rest runs inside the consume span
             RabbitPrometheusMiddleware(registry=registry, app_name=app_name),
             CaseContext,
             RejectInvalidMessages,
+            retry_transient_errors(settings.transient_retry_s),
         ),
     )
 

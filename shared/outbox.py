@@ -12,8 +12,10 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
+from enum import Enum
 from typing import Any
 
+import aiormq.exceptions
 from pymongo.asynchronous.collection import AsyncCollection
 
 from shared.contracts import Event
@@ -41,6 +43,12 @@ def pending(events: Sequence[Event], now: datetime) -> Document:
     }
 
 
+class Flush(Enum):
+    published = "published"
+    deferred = "deferred"  # the broker was unreachable; the relay will publish it
+    refused = "refused"  # the broker refused it (a queue is full); the relay will retry
+
+
 class Outbox:
     def __init__(
         self, collection: AsyncCollection[Document], publish: PublishRaw, timeout_s: float = 3.0
@@ -49,37 +57,47 @@ class Outbox:
         self._publish = publish
         self._timeout_s = timeout_s
 
-    async def flush(self, doc_id: str, entries: Sequence[Document], stamp: datetime) -> bool:
-        """Publish a document's pending events and clear them; False leaves them to the relay."""
+    async def flush(self, doc_id: str, entries: Sequence[Document], stamp: datetime) -> Flush:
+        """Publish a document's pending events and clear them; anything but `published` leaves
+        them to the relay."""
         try:
             for entry in entries:
                 with continued(entry.get("trace")):
                     await asyncio.wait_for(
                         self._publish(entry["routing_key"], entry["body"]), self._timeout_s
                     )
+        except aiormq.exceptions.DeliveryError:
+            log.warning(
+                "publish refused by the broker (queue full); the relay retries",
+                extra={"case_id": doc_id},
+            )
+            return Flush.refused
         except Exception as exc:
             log.warning(
                 "publish deferred to the outbox relay: %s",
                 type(exc).__name__,
                 extra={"case_id": doc_id},
             )
-            return False
+            return Flush.deferred
         # Only clear what we published: a later change may have queued new events meanwhile.
         await self._collection.update_one(
             {"_id": doc_id, OUTBOX_AT: stamp}, {"$unset": {OUTBOX: "", OUTBOX_AT: ""}}
         )
-        return True
+        return Flush.published
 
-    async def flush_events(self, doc_id: str, events: Sequence[Event], stamp: datetime) -> bool:
+    async def flush_events(self, doc_id: str, events: Sequence[Event], stamp: datetime) -> Flush:
         return await self.flush(doc_id, pending(events, stamp)[OUTBOX], stamp)
 
-    async def relay(self, older_than: datetime, limit: int = 500) -> int:
-        """Publish every outbox older than `older_than`; returns how many documents were done."""
+    async def relay(self, older_than: datetime, limit: int = 500) -> dict[Flush, int]:
+        """Publish every outbox older than `older_than`; how many documents ended which way.
+        Stops at the first refusal: the queue is full, the rest would be refused too."""
         cursor = self._collection.find(
             {OUTBOX_AT: {"$lt": older_than}}, {OUTBOX: 1, OUTBOX_AT: 1}, limit=limit
         )
-        done = 0
+        outcomes = dict.fromkeys(Flush, 0)
         async for doc in cursor:
-            if await self.flush(doc["_id"], doc.get(OUTBOX, []), doc[OUTBOX_AT]):
-                done += 1
-        return done
+            outcome = await self.flush(doc["_id"], doc.get(OUTBOX, []), doc[OUTBOX_AT])
+            outcomes[outcome] += 1
+            if outcome is Flush.refused:
+                break
+        return outcomes

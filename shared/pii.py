@@ -13,6 +13,11 @@ def mask_phone(phone: str) -> str:
     return f"{'*' * max(0, len(digits) - 4)}{digits[-4:]}" if digits else "***"
 
 
+def mask_name(name: str) -> str:
+    """张秀英 -> 张**: enough for a caller to recognise, not to identify."""
+    return f"{name[:1]}{'*' * max(1, len(name) - 1)}" if name else "***"
+
+
 def mask_email(address: str) -> str:
     local, _, domain = address.partition("@")
     return f"{local[:1]}***@{domain}" if domain else "***"

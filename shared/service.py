@@ -30,7 +30,7 @@ from shared.messaging import build_broker
 from shared.settings import CommonSettings
 from shared.storage import Document, ensure_indexes, mongo_client, ping
 from shared.telemetry import configure_tracing
-from shared.topology import Route, declare_dead_letters, registry_queue
+from shared.topology import declare_topology
 
 Hook = Callable[[], Awaitable[None]]
 
@@ -115,7 +115,7 @@ def http_duration(registry: CollectorRegistry) -> Histogram:
 
 
 # Per-replica queues get random names; the document names the pattern instead.
-_REPLICA_QUEUE = re.compile(re.escape(registry_queue("").name) + r"[0-9a-f]+")
+_REPLICA_QUEUE = re.compile(r"\b(matching|notify)\.registry\.[0-9a-f]+")
 
 
 def asyncapi_document(app: FastAPI) -> dict[str, Any]:
@@ -128,7 +128,7 @@ def asyncapi_document(app: FastAPI) -> dict[str, Any]:
         description=app.description,
         schema_version="3.0.0",
     ).to_specification()
-    text = _REPLICA_QUEUE.sub(registry_queue("{replica}").name, spec.to_json())
+    text = _REPLICA_QUEUE.sub(r"\1.registry.{replica}", spec.to_json())
     document: dict[str, Any] = json.loads(text)
     return document
 
@@ -138,7 +138,6 @@ def create_app(
     *,
     title: str,
     description: str,
-    consumes: Sequence[Route] = (),
     on_startup: Sequence[Hook] = (),
     on_shutdown: Sequence[Hook] = (),
 ) -> FastAPI:
@@ -148,16 +147,18 @@ def create_app(
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await ensure_indexes(runtime.db)
         await runtime.broker.connect()
-        await declare_dead_letters(runtime.broker, *consumes)
+        await declare_topology(runtime.broker, runtime.settings.queue_options)
         for hook in on_startup:  # before consuming: e.g. matching loads its helper index
             await hook()
         await runtime.broker.start()
         try:
             yield
         finally:
+            # Stop taking messages and let those in flight finish (FastStream's graceful
+            # timeout) while channels, loops and the database are still there for them.
+            await runtime.broker.stop()
             for hook in on_shutdown:
                 await hook()
-            await runtime.broker.stop()
             await runtime.mongo.close()
 
     app = FastAPI(title=title, description=description, version="1", lifespan=lifespan)

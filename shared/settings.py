@@ -7,7 +7,7 @@ from typing import Literal, Self
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from shared.topology import QueueKind
+from shared.topology import QueueKind, QueueOptions
 
 DEV_SECRET = "development-only-not-a-secret"  # noqa: S105 - the marker refused outside development
 DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
@@ -27,6 +27,18 @@ class CommonSettings(BaseSettings):
     queue_type: QueueKind = Field(default="quorum", validation_alias="QUEUE_TYPE")
     delivery_limit: int = Field(default=5, ge=1, validation_alias="DELIVERY_LIMIT")
     prefetch: int = Field(default=32, ge=1, le=1000, validation_alias="PREFETCH")
+    queue_max_length: int = Field(
+        default=100_000,
+        ge=1,
+        validation_alias="QUEUE_MAX_LENGTH",
+        description="Messages a work queue holds before the broker refuses publishes to it",
+    )
+    transient_retry_s: float = Field(
+        default=120.0,
+        ge=0,
+        validation_alias="TRANSIENT_RETRY_S",
+        description="How long a handler keeps retrying while the database or broker is down",
+    )
     host: str = Field(default="127.0.0.1", validation_alias="BIND_HOST")
     log_level: str = Field(default="INFO", validation_alias="LOG_LEVEL")
     person_key_secret: SecretStr = Field(
@@ -37,6 +49,10 @@ class CommonSettings(BaseSettings):
         validation_alias="PII_ENCRYPTION_KEY",
         description="Encrypts personal data at rest (AES-256-GCM); 32+ random characters",
     )
+
+    @property
+    def queue_options(self) -> QueueOptions:
+        return QueueOptions(self.queue_type, self.delivery_limit, self.queue_max_length)
 
     def _secrets(self) -> dict[str, SecretStr]:
         return {

@@ -17,6 +17,8 @@ from shared.settings import CommonSettings
 CASES = "cases"
 HELPERS = "helpers"
 PEOPLE = "people"  # keyed by person key: paired cadres, previous helper
+API_KEYS = "api_keys"
+AUDIT = "audit"  # append-only: who read or changed which case
 
 Document = dict[str, Any]
 
@@ -35,6 +37,7 @@ async def ensure_indexes(db: AsyncDatabase[Document]) -> None:
     await db[CASES].create_index([("outbox_at", ASCENDING)], sparse=True, name="outbox_pending")
     await db[CASES].create_index([("offer_due", ASCENDING)], sparse=True, name="open_offer_due")
     await db[HELPERS].create_index([("kind", ASCENDING)], name="helper_kind")
+    await db[AUDIT].create_index([("case_id", ASCENDING), ("at", ASCENDING)], name="audit_case")
 
 
 async def ping(db: AsyncDatabase[Document]) -> bool:

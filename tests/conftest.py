@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 
 import aio_pika
 import pytest
@@ -21,14 +22,23 @@ def _rabbitmqctl(*args: str) -> None:
     subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=60)  # noqa: S603, S607
 
 
-@pytest.fixture(scope="module")
-def amqp_url() -> Iterator[str]:
-    """A fresh virtual host per test module, so no test sees another module's messages."""
+@contextmanager
+def virtual_host() -> Iterator[str]:
+    """A virtual host of our own on the machine's broker, deleted afterwards."""
     vhost = f"carerelay-test-{uuid.uuid4().hex[:8]}"
     _rabbitmqctl("add_vhost", vhost)
     _rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
-    yield f"amqp://guest:guest@127.0.0.1:5672/{vhost}"
-    _rabbitmqctl("delete_vhost", vhost)
+    try:
+        yield f"amqp://guest:guest@127.0.0.1:5672/{vhost}"
+    finally:
+        _rabbitmqctl("delete_vhost", vhost)
+
+
+@pytest.fixture(scope="module")
+def amqp_url() -> Iterator[str]:
+    """A fresh virtual host per test module, so no test sees another module's messages."""
+    with virtual_host() as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

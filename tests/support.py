@@ -3,20 +3,34 @@
 from __future__ import annotations
 
 import asyncio
+import email
+import email.message
+import email.policy
+import ipaddress
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any, TypeVar
 
 import aio_pika
 import httpx
 import uvicorn
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from fastapi import FastAPI
+from pymongo.asynchronous.database import AsyncDatabase
 
+from shared.auth import MongoKeyStore, Role, key_document
+from shared.contracts import utcnow
 from shared.crypto import FieldCipher
 from shared.embedded import free_port
-from shared.topology import EVENTS
+from shared.storage import Document
+from shared.topology import EVENTS, INTAKE_REPORTS
 
 T = TypeVar("T")
 PERSON_SECRET = b"development-only-not-a-secret"  # the development default of PERSON_KEY_SECRET
@@ -172,3 +186,92 @@ class Recorded:
 
     def json(self) -> Any:
         return json.loads(self.body)
+
+
+async def publish_reports(amqp_url: str, reports: Sequence[dict[str, Any]]) -> None:
+    """Publish hardship reports the way a hotline on AMQP does (`report.submitted`)."""
+    connection = await aio_pika.connect_robust(amqp_url)
+    async with connection:
+        channel = await connection.channel(publisher_confirms=True)
+        exchange = await channel.declare_exchange(
+            EVENTS.name, aio_pika.ExchangeType.TOPIC, durable=True
+        )
+        for body in reports:
+            message = aio_pika.Message(
+                json.dumps(body, ensure_ascii=False).encode(),
+                content_type="application/json",
+                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            )
+            await exchange.publish(message, routing_key=INTAKE_REPORTS.routing_key)
+
+
+async def issue_key(
+    db: AsyncDatabase[Document],
+    role: Role = Role.hotline,
+    source: str | None = "12345-wuhan",
+    divisions: tuple[str, ...] = ("420100",),
+    require_signature: bool = False,
+) -> tuple[str, str | None]:
+    """Create an API key as `carerelay keys create` does: (token, signing secret)."""
+    document, issued = key_document(
+        name=f"test {role.value}",
+        role=role,
+        source=source,
+        divisions=divisions,
+        now=utcnow(),
+        cipher=DEV_CIPHER,
+        require_signature=require_signature,
+    )
+    assert await MongoKeyStore(db).add(document)
+    return issued.token, issued.signing_secret
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+class Mailbox:
+    """An aiosmtpd handler keeping every message it receives, and whether it came over TLS."""
+
+    def __init__(self) -> None:
+        self.messages: list[email.message.EmailMessage] = []
+        self.over_tls: list[bool] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        parsed = email.message_from_bytes(envelope.content, policy=email.policy.default)
+        assert isinstance(parsed, email.message.EmailMessage)
+        self.messages.append(parsed)
+        self.over_tls.append(session.ssl is not None)
+        return "250 OK"
+
+
+def self_signed_certificate(directory: Path, host: str = "127.0.0.1") -> tuple[Path, Path]:
+    """A throwaway certificate for `host` (an IP address), made with `cryptography`."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)])
+    now = datetime.now(UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(host))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
+    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
 from typing import Any
 
@@ -9,12 +10,18 @@ from fastapi import APIRouter, FastAPI, HTTPException, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
+from pymongo.errors import ConnectionFailure
 
-from shared.contracts import HardshipReport
+from shared.audit import AuditLog
+from shared.auth import Role
+from shared.contracts import HardshipReport, utcnow
+from shared.crypto import FieldCipher
 
 from .metrics import IntakeMetrics
+from .privacy import PersonView, person_view
 from .repository import CaseRepository
-from .usecases import Intake
+from .security import Authorized
+from .usecases import Intake, Overloaded
 
 
 class ReportAccepted(BaseModel):
@@ -57,12 +64,38 @@ class ExclusionView(BaseModel):
 
 
 class DecisionView(BaseModel):
-    outcome: str
+    """One ranking: who was considered on a rung, best first, and why others were left out."""
+
+    at: datetime | None = None
+    outcome: str = Field(description="offer or escalate")
     reason: str
     rung: str = "field"
     required_skills: list[str] = []
+    considered: int | None = Field(
+        default=None,
+        description="Helpers examined (the nearest; the search stops once the "
+        "rest are too far to rank)",
+    )
     candidates: list[CandidateView] = []
     excluded: list[ExclusionView] = []
+
+
+class LadderStepView(BaseModel):
+    rung: str = Field(description="field, field_widened, local, agency or duty_desk")
+    reason: str = Field(
+        description="Why the case came to this rung: start, offers_exhausted, "
+        "no_eligible_helper, all_candidates_at_capacity"
+    )
+    at: datetime
+
+
+class ResolutionView(BaseModel):
+    resolution: str = Field(
+        description="helped, delivered, referred, no_longer_needed or unreachable"
+    )
+    by: str = Field(description="helper or duty_desk")
+    at: datetime
+    helper_id: str | None = None
 
 
 class TriageView(BaseModel):
@@ -74,6 +107,7 @@ class TriageView(BaseModel):
 
 
 class OfferView(BaseModel):
+    offer_id: str | None = None
     helper_id: str
     kind: str
     name: str
@@ -119,10 +153,16 @@ class CaseView(BaseModel):
     received_at: datetime
     triage: TriageView | None = None
     assignment: AssignmentView | None = None
-    decision: DecisionView | None = None
+    decision: DecisionView | None = Field(default=None, description="The latest ranking")
+    decisions: list[DecisionView] = Field(default=[], description="Every ranking, oldest first")
+    ladder: list[LadderStepView] = Field(
+        default=[], description="Each rung of the escalation ladder the case came to, and why"
+    )
     offers: list[OfferView] = []
+    resolution: ResolutionView | None = None
     outreach: list[OutreachView] = []
     timeline: list[TimelineEntry] = []
+    person: PersonView | None = None
 
     @classmethod
     def of(cls, doc: dict[str, Any]) -> CaseView:
@@ -143,8 +183,11 @@ class CaseView(BaseModel):
                     "assignment",
                     "decision",
                     "timeline",
+                    "resolution",
                 )
             },
+            decisions=doc.get("decisions", []),
+            ladder=(doc.get("ladder") or {}).get("steps", []),
             offers=doc.get("offers", []),
             outreach=doc.get("outreach", []),
         )
@@ -156,6 +199,40 @@ def _field_name(loc: tuple[Any, ...]) -> str:
 
 
 def install_error_handler(app: FastAPI, metrics: IntakeMetrics) -> None:
+    @app.exception_handler(Overloaded)
+    async def _overloaded(_: Request, exc: Overloaded) -> JSONResponse:
+        metrics.rejected.labels("overloaded").inc()
+        retry_after = max(1, math.ceil(exc.retry_after_s))
+        return JSONResponse(
+            {
+                "error": "overloaded",
+                "message": "too many open cases queued; nothing was stored; "
+                f"retry after {retry_after} s with the same external_id",
+            },
+            status_code=503,
+            headers={"Retry-After": str(retry_after)},
+        )
+
+    @app.exception_handler(ConnectionFailure)
+    async def _store_down(_: Request, exc: ConnectionFailure) -> JSONResponse:
+        metrics.rejected.labels("store_unavailable").inc()
+        return JSONResponse(
+            {
+                "error": "unavailable",
+                "message": "the case store cannot be reached; retry with the "
+                "same external_id (a repeat never creates a second case)",
+            },
+            status_code=503,
+            headers={"Retry-After": "5"},
+        )
+
+    @app.exception_handler(HTTPException)
+    async def _refused(_: Request, exc: HTTPException) -> JSONResponse:
+        body = exc.detail if isinstance(exc.detail, dict) else {"error": str(exc.detail)}
+        body.setdefault("message", body["error"])
+        metrics.rejected.labels(str(exc.status_code)).inc()
+        return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
+
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
         errors = [
@@ -168,8 +245,19 @@ def install_error_handler(app: FastAPI, metrics: IntakeMetrics) -> None:
         return JSONResponse(problem.model_dump(), status_code=422)
 
 
-def router(intake: Intake, cases: CaseRepository) -> APIRouter:
+class Problem(BaseModel):
+    error: str
+    message: str
+
+
+def router(
+    intake: Intake, cases: CaseRepository, audit: AuditLog, cipher: FieldCipher
+) -> APIRouter:
     api = APIRouter(prefix="/v1", tags=["reports"])
+    refusals: dict[int | str, dict[str, Any]] = {
+        401: {"model": Problem, "description": "No, unknown or revoked API key; bad signature"},
+        429: {"model": Problem, "description": "Too many requests for this key"},
+    }
 
     @api.post(
         "/reports",
@@ -177,12 +265,24 @@ def router(intake: Intake, cases: CaseRepository) -> APIRouter:
         response_model=ReportAccepted,
         responses={
             200: {"model": ReportAccepted, "description": "Already reported: the same case"},
+            403: {"model": Problem, "description": "Source or division outside this key's scope"},
+            413: {"model": Problem, "description": "Body too large"},
             422: {"model": ValidationProblem, "description": "Bad input; each bad field named"},
+            503: {"model": Problem, "description": "Overloaded; retry after the given seconds"},
+            **refusals,
         },
         summary="Post a hardship report",
     )
-    async def post_report(report: HardshipReport, response: Response) -> ReportAccepted:
-        accepted = await intake.accept(report)
+    async def post_report(
+        report: HardshipReport, response: Response, caller: Authorized
+    ) -> ReportAccepted:
+        if caller.role is Role.operator:
+            raise _forbidden("operator keys read cases; hotlines report them")
+        if caller.role is Role.hotline and report.source != caller.source:
+            raise _forbidden(f"source: this key reports as {caller.source!r}")
+        if not caller.covers(report.location.division_code):
+            raise _forbidden("location.division_code: outside the divisions of this key")
+        accepted = await intake.accept(report, actor=caller.key_id)
         if not accepted.created:
             response.status_code = status.HTTP_200_OK
         return ReportAccepted(
@@ -193,12 +293,31 @@ def router(intake: Intake, cases: CaseRepository) -> APIRouter:
         "/cases/{case_id}",
         response_model=CaseView,
         summary="A case and its history",
-        responses={404: {"description": "No such case"}},
+        responses={
+            404: {"model": Problem, "description": "No such case in your scope"},
+            **refusals,
+        },
     )
-    async def get_case(case_id: str) -> CaseView:
+    async def get_case(case_id: str, caller: Authorized) -> CaseView:
         doc = await cases.get(case_id)
-        if doc is None:
-            raise HTTPException(status_code=404, detail="case not found")
-        return CaseView.of(doc)
+        # Out of scope looks exactly like absent, so case ids cannot be probed across districts.
+        visible = doc is not None and caller.may_read(
+            doc["source"], doc["location"]["division_code"]
+        )
+        await audit.record(
+            actor=caller.key_id,
+            action="read",
+            case_id=case_id,
+            at=utcnow(),
+            outcome="ok" if visible else "not_found",
+        )
+        if doc is None or not visible:
+            raise HTTPException(404, detail={"error": "not found", "message": "no such case"})
+        view = CaseView.of(doc)
+        return view.model_copy(update={"person": person_view(doc, caller, cipher)})
 
     return api
+
+
+def _forbidden(message: str) -> HTTPException:
+    return HTTPException(403, detail={"error": "forbidden", "message": message})

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 from fastapi import FastAPI
 
+from shared.audit import MongoAuditLog
+from shared.auth import Authenticator, MongoKeyStore
 from shared.contracts import HardshipReport, HardshipReported, utcnow
+from shared.http import BodyLimit
 from shared.messaging import document_publications, publish_body
-from shared.outbox import Outbox
+from shared.outbox import Flush, Outbox
 from shared.service import Periodic, Runtime, configure_logging, create_app
 from shared.storage import CASES
 from shared.topology import EVENTS, INTAKE_REPORTS, work_queue
@@ -16,8 +20,12 @@ from shared.topology import EVENTS, INTAKE_REPORTS, work_queue
 from .api import ReportAccepted, install_error_handler, router
 from .metrics import IntakeMetrics
 from .repository import MongoCaseRepository
+from .security import Guard
 from .settings import IntakeSettings
-from .usecases import Intake
+from .usecases import Intake, Overloaded
+
+# Hotline systems on AMQP are authenticated by the broker (their own RabbitMQ user and vhost).
+AMQP_ACTOR = "amqp"
 
 
 def build_app(settings: IntakeSettings | None = None) -> FastAPI:
@@ -35,16 +43,22 @@ def build_app(settings: IntakeSettings | None = None) -> FastAPI:
         metrics,
         runtime.cipher,
         runtime.hash_key,
+        shed_for_s=settings.shed_for_s,
     )
 
     @runtime.broker.subscriber(
-        work_queue(INTAKE_REPORTS, settings.queue_type, settings.delivery_limit),
+        work_queue(INTAKE_REPORTS, settings.queue_options),
         EVENTS,
         title="intake.reports",
         description="Hotlines may post a HardshipReport here over AMQP.",
     )
     async def on_report(report: HardshipReport) -> ReportAccepted:
-        accepted = await intake.accept(report)
+        while True:  # a report on AMQP is already durable: wait in the queue, don't refuse it
+            try:
+                accepted = await intake.accept(report, actor=AMQP_ACTOR)
+                break
+            except Overloaded as busy:
+                await asyncio.sleep(busy.retry_after_s)
         return ReportAccepted(
             case_id=accepted.case_id,
             status_url=accepted.status_url,
@@ -52,18 +66,25 @@ def build_app(settings: IntakeSettings | None = None) -> FastAPI:
         )
 
     async def relay() -> None:
-        done = await outbox.relay(utcnow() - timedelta(seconds=settings.outbox_grace_s))
-        metrics.outbox_relayed.inc(done)
+        outcomes = await outbox.relay(utcnow() - timedelta(seconds=settings.outbox_grace_s))
+        metrics.outbox_relayed.inc(outcomes[Flush.published])
+        if outcomes[Flush.refused]:
+            intake.note(Flush.refused)
 
     relay_loop = Periodic("outbox relay", settings.outbox_relay_interval_s, relay)
     app = create_app(
         runtime,
         title="CareRelay intake",
         description="Hotlines post hardship reports here; each becomes a tracked case.",
-        consumes=[INTAKE_REPORTS],
         on_startup=[relay_loop.start],
         on_shutdown=[relay_loop.stop],
     )
     install_error_handler(app, metrics)
-    app.include_router(router(intake, cases))
+    app.state.guard = Guard(
+        Authenticator(MongoKeyStore(runtime.db), runtime.cipher, settings.key_cache_s),
+        settings.rate_limit,
+        settings.signature_window_s,
+    )
+    app.include_router(router(intake, cases, MongoAuditLog(runtime.db), runtime.cipher))
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     return app

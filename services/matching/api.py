@@ -9,12 +9,22 @@ from typing import Annotated
 from urllib.parse import parse_qs
 
 from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from faststream.rabbit import RabbitBroker
 from pydantic import BaseModel
 from pymongo.asynchronous.database import AsyncDatabase
 
-from shared.contracts import HelperKind, OfferAnswer, OfferResponse, Registry, utcnow
+from shared.contracts import (
+    HelperKind,
+    OfferAnswer,
+    OfferResponse,
+    Registry,
+    Resolution,
+    ResolveCase,
+    Resolver,
+    utcnow,
+)
 from shared.labels import district_name, labels
 from shared.registry import announce_change, load_helpers, upsert_helpers
 from shared.storage import Document
@@ -79,10 +89,21 @@ def registry_router(
     return api
 
 
+# What the helper taps to close the loop (问到、访到、帮到、送到).
+RESOLUTION_LABELS = {
+    Resolution.helped: "已上门帮到",
+    Resolution.delivered: "已送到",
+    Resolution.referred: "已转介给相关部门",
+    Resolution.no_longer_needed: "对方已不需要帮助",
+    Resolution.unreachable: "联系不上对方",
+}
+
+
 class OfferView(BaseModel):
     case_id: str
     offer_id: str
     state: str  # open, accepted, declined, timeout, or closed (no longer this offer)
+    case_status: str
     helper_name: str
     need: str
     urgency: str
@@ -119,6 +140,7 @@ def offers_router(matching: Matching, links: OfferLinks, cases: CaseStore) -> AP
             case_id=ref.case_id,
             offer_id=ref.offer_id,
             state=offer.outcome or "open",
+            case_status=doc["status"],
             helper_name=offer.name,
             need=zh["need"][doc["need"]],
             urgency=zh["urgency"][doc["urgency"]],
@@ -127,7 +149,7 @@ def offers_router(matching: Matching, links: OfferLinks, cases: CaseStore) -> AP
             ack_due=offer.ack_due,
         )
         if "text/html" in request.headers.get("accept", ""):
-            return HTMLResponse(_page(summary, str(request.url)))
+            return HTMLResponse(_page(summary, _base(request, token)))
         return JSONResponse(summary.model_dump(mode="json"))
 
     async def respond(token: str, request: Request, response: OfferResponse) -> Response:
@@ -151,7 +173,7 @@ def offers_router(matching: Matching, links: OfferLinks, cases: CaseStore) -> AP
             )
         else:
             result = AnswerResult(result="declined", message="已记录，我们会安排其他人员。")
-        return _reply(result, request, 200)
+        return _reply(result, request, 200, _base(request, token))
 
     @api.post(
         "/{token}/accept",
@@ -171,25 +193,87 @@ def offers_router(matching: Matching, links: OfferLinks, cases: CaseStore) -> AP
     async def decline(token: str, request: Request) -> Response:
         return await respond(token, request, OfferResponse.decline)
 
+    @api.post(
+        "/{token}/resolve",
+        response_model=AnswerResult,
+        summary="Close the case as the helper who accepted it (问到、访到、帮到、送到)",
+        description="Body: `resolution` (form field or JSON), one of "
+        + ", ".join(f"`{r.value}`" for r in Resolution),
+        responses={409: {"model": AnswerResult}, 422: {"description": "Unknown resolution"}},
+    )
+    async def resolve(token: str, request: Request) -> Response:
+        ref, _ = await load(token)
+        value = await _field(request, "resolution")
+        try:
+            resolution = Resolution(value)
+        except ValueError:
+            raise RequestValidationError(
+                [
+                    {
+                        "type": "enum",
+                        "loc": ("body", "resolution"),
+                        "msg": "must be one of " + ", ".join(r.value for r in Resolution),
+                        "input": value,
+                    }
+                ]
+            ) from None
+        command = ResolveCase(
+            case_id=ref.case_id, resolution=resolution, by=Resolver.helper, offer_id=ref.offer_id
+        )
+        if not await matching.resolve(command):
+            result = AnswerResult(result="closed", message="这个任务已办结或不在您名下，谢谢您。")
+            return _reply(result, request, 409)
+        result = AnswerResult(result="resolved", message="已办结，感谢您的帮助！")
+        return _reply(result, request, 200)
+
     return api
 
 
+def _base(request: Request, token: str) -> str:
+    """The offer's own URL, without any action after the token."""
+    url = str(request.url)
+    return url[: url.index(token) + len(token)]
+
+
 async def _reason(request: Request) -> str:
+    return (await _field(request, "reason"))[:200]
+
+
+async def _field(request: Request, name: str) -> str:
+    """One field of a form or JSON body ("" when absent or unreadable)."""
     body = (await request.body()).decode(errors="replace")
     if request.headers.get("content-type", "").startswith("application/json") and body:
-        value = json.loads(body).get("reason", "")
-        return str(value)[:200]
-    return parse_qs(body).get("reason", [""])[0][:200]
+        try:
+            data = json.loads(body)
+        except json.JSONDecodeError:
+            return ""
+        return str(data.get(name, "")) if isinstance(data, dict) else ""
+    return parse_qs(body).get(name, [""])[0]
 
 
-def _reply(result: AnswerResult, request: Request, status: int) -> Response:
+def _reply(result: AnswerResult, request: Request, status: int, offer_url: str = "") -> Response:
     if "text/html" in request.headers.get("accept", ""):
         lines = [result.message]
         if result.address:
             lines += [f"地址：{result.address}", f"联系电话：{result.contact_phone}"]
         body = "".join(f"<p>{html.escape(line)}</p>" for line in lines)
+        if result.result == "accepted" and offer_url:
+            body += _resolve_form(offer_url)
         return HTMLResponse(_html("CareRelay 帮扶任务", body), status_code=status)
     return JSONResponse(result.model_dump(), status_code=status)
+
+
+def _resolve_form(offer_url: str) -> str:
+    options = "".join(
+        f'<option value="{r.value}">{html.escape(label)}</option>'
+        for r, label in RESOLUTION_LABELS.items()
+    )
+    return (
+        "<p>完成后请在这里办结：</p>"
+        f'<form method="post" action="{html.escape(offer_url)}/resolve">'
+        f'<select name="resolution">{options}</select>'
+        '<button type="submit">办结</button></form>'
+    )
 
 
 def _page(offer: OfferView, url: str) -> str:
@@ -197,6 +281,10 @@ def _page(offer: OfferView, url: str) -> str:
     if offer.distance_km is not None:
         facts.append(("距离", f"约 {offer.distance_km:.1f} 公里"))
     rows = "".join(f"<p>{k}：{html.escape(v)}</p>" for k, v in facts)
+    if offer.state == "accepted" and offer.case_status == "accepted":
+        return _html("CareRelay 帮扶任务", rows + "<p>您已接单。</p>" + _resolve_form(url))
+    if offer.case_status == "resolved" and offer.state == "accepted":
+        return _html("CareRelay 帮扶任务", rows + "<p>这个任务已办结，感谢您的帮助！</p>")
     if offer.state != "open":
         return _html("CareRelay 帮扶任务", rows + "<p>这个任务已处理，谢谢您。</p>")
     forms = (

@@ -18,6 +18,7 @@ from shared.contracts import (
     HardshipReported,
     OfferAnswer,
     RegistryChanged,
+    ResolveCase,
     utcnow,
 )
 from shared.messaging import document_publications, publish_body, publish_event
@@ -28,6 +29,7 @@ from shared.topology import (
     EVENTS,
     MATCHING_ANSWERS,
     MATCHING_REPORTED,
+    MATCHING_RESOLUTIONS,
     Route,
     registry_queue,
     work_queue,
@@ -76,7 +78,7 @@ def build_app(settings: MatchingSettings | None = None) -> FastAPI:
     )
 
     def queue(route: Route) -> RabbitQueue:
-        return work_queue(route, settings.queue_type, settings.delivery_limit)
+        return work_queue(route, settings.queue_options)
 
     @broker.subscriber(queue(MATCHING_REPORTED), EVENTS, ack_policy=AckPolicy.NACK_ON_ERROR)
     async def on_reported(event: HardshipReported) -> None:
@@ -86,9 +88,13 @@ def build_app(settings: MatchingSettings | None = None) -> FastAPI:
     async def on_answer(answer: OfferAnswer) -> None:
         await matching.answer(answer)
 
+    @broker.subscriber(queue(MATCHING_RESOLUTIONS), EVENTS, ack_policy=AckPolicy.NACK_ON_ERROR)
+    async def on_resolve(command: ResolveCase) -> None:
+        await matching.resolve(command)
+
     @broker.subscriber(registry_queue(uuid.uuid4().hex[:12]), EVENTS, ack_policy=AckPolicy.ACK)
-    async def on_registry_changed(_: RegistryChanged) -> None:
-        await matching.refresh_index()
+    async def on_registry_changed(change: RegistryChanged) -> None:
+        await matching.on_registry_changed(change.helper_ids)
 
     async def relay() -> None:
         await outbox.relay(utcnow() - timedelta(seconds=settings.outbox_grace_s))
@@ -97,10 +103,12 @@ def build_app(settings: MatchingSettings | None = None) -> FastAPI:
         Periodic("registry refresh", settings.registry_refresh_s, matching.refresh_index),
         Periodic("offer timeouts", settings.sweep_interval_s, matching.sweep_timeouts),
         Periodic("outbox relay", settings.outbox_relay_interval_s, relay),
+        Periodic("open case count", settings.case_count_interval_s, matching.count_open_cases),
     ]
 
     async def start() -> None:
         await matching.refresh_index()
+        await matching.count_open_cases()
         for loop in loops:
             await loop.start()
 
@@ -112,7 +120,6 @@ def build_app(settings: MatchingSettings | None = None) -> FastAPI:
         runtime,
         title="CareRelay matching",
         description="Triage and assignment of reported cases; offers; the helper registry.",
-        consumes=[MATCHING_REPORTED, MATCHING_ANSWERS],
         on_startup=[start],
         on_shutdown=[stop],
     )

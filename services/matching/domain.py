@@ -7,8 +7,9 @@ cadre, if not yet asked); agencies serving the need there; finally the duty desk
 
 from __future__ import annotations
 
+import heapq
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -22,7 +23,7 @@ from .policy import Policy
 LOCAL_TIME = ZoneInfo("Asia/Shanghai")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Window:
     """Weekly availability: ISO weekdays and minutes since local midnight."""
 
@@ -31,10 +32,32 @@ class Window:
     end: int
 
     def contains(self, local: datetime) -> bool:
-        minute = local.hour * 60 + local.minute
+        return self.covers(local.isoweekday(), local.hour * 60 + local.minute)
+
+    def covers(self, weekday: int, minute: int) -> bool:
+        if weekday not in self.days:
+            return False
         if self.start <= self.end:
-            return local.isoweekday() in self.days and self.start <= minute < self.end
-        return local.isoweekday() in self.days and (minute >= self.start or minute < self.end)
+            return self.start <= minute < self.end
+        return minute >= self.start or minute < self.end
+
+
+def week_minute(now: datetime) -> tuple[int, int]:
+    """ISO weekday and minute of the day in Asia/Shanghai."""
+    local = now.astimezone(LOCAL_TIME)
+    return local.isoweekday(), local.hour * 60 + local.minute
+
+
+def on_duty(hours: tuple[Window, ...], now: datetime) -> bool:
+    """Within one of the weekly windows (Asia/Shanghai); no windows means any time."""
+    return not hours or _on_duty_at(hours, *week_minute(now))
+
+
+def _on_duty_at(hours: tuple[Window, ...], weekday: int, minute: int) -> bool:
+    for window in hours:
+        if window.covers(weekday, minute):
+            return True
+    return not hours
 
 
 def _minutes(hhmm: str) -> int:
@@ -42,7 +65,7 @@ def _minutes(hhmm: str) -> int:
     return int(hours) * 60 + int(minutes)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Helper:
     """A snapshot of one registry entry, as the in-process index holds it."""
 
@@ -72,10 +95,7 @@ class Helper:
         return (self.accepts + 1) / (self.offers + 2)
 
     def available_at(self, now: datetime) -> bool:
-        if not self.hours:
-            return True
-        local = now.astimezone(LOCAL_TIME)
-        return any(window.contains(local) for window in self.hours)
+        return on_duty(self.hours, now)
 
     @classmethod
     def of(cls, doc: Document) -> Helper:
@@ -144,7 +164,7 @@ class Person:
     previous_helper_id: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Candidate:
     helper: Helper
     score: float
@@ -160,6 +180,7 @@ class Decision:
     candidates: tuple[Candidate, ...]
     excluded: tuple[tuple[str, Exclusion], ...] = ()
     required_skills: frozenset[str] = field(default_factory=frozenset)
+    considered: int = 0  # helpers examined (a nearest-first search stops once none can rank)
 
 
 EARTH_RADIUS_KM = 6371.0088
@@ -167,18 +188,34 @@ EARTH_RADIUS_KM = 6371.0088
 
 def distance_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
     """Great-circle (haversine) distance."""
-    p1, p2 = math.radians(lat1), math.radians(lat2)
-    dp, dl = p2 - p1, math.radians(lon2 - lon1)
-    a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
-    return 2 * EARTH_RADIUS_KM * math.asin(min(1.0, math.sqrt(a)))
+    return distance_from(lat1, lon1)(lat2, lon2)
+
+
+def distance_from(lat: float, lon: float) -> Callable[[float, float], float]:
+    """Haversine distances from one point, with its part worked out once."""
+    p1, l1 = math.radians(lat), math.radians(lon)
+    cos_p1 = math.cos(p1)
+    sin, cos, asin, sqrt, radians = math.sin, math.cos, math.asin, math.sqrt, math.radians
+
+    def distance(lat2: float, lon2: float) -> float:
+        p2 = radians(lat2)
+        a = sin((p2 - p1) / 2) ** 2 + cos_p1 * cos(p2) * sin((radians(lon2) - l1) / 2) ** 2
+        return 2 * EARTH_RADIUS_KM * asin(min(1.0, sqrt(a)))
+
+    return distance
+
+
+def jurisdiction_prefix(served: str) -> str:
+    """The code prefix a jurisdiction covers: `420100` (a city) -> `4201`, `420000` -> `42`."""
+    prefix = served
+    while len(prefix) > 2 and prefix.endswith("00") and len(prefix) <= 6:
+        prefix = prefix[:-2]
+    return prefix
 
 
 def covers(served: str, division: str) -> bool:
     """Whether a jurisdiction code covers a division: `420100` (a city) covers `420103001`."""
-    prefix = served
-    while len(prefix) > 2 and prefix.endswith("00") and len(prefix) <= 6:
-        prefix = prefix[:-2]
-    return division.startswith(prefix)
+    return division.startswith(jurisdiction_prefix(served))
 
 
 def jurisdiction_depth(helper: Helper, division: str) -> int:
@@ -224,7 +261,7 @@ def rungs_for(need: Need, policy: Policy) -> tuple[Rung, ...]:
 
 
 def _personal_exclusion(
-    helper: Helper, facts: CaseFacts, skills: frozenset[str], now: datetime
+    helper: Helper, facts: CaseFacts, skills: frozenset[str], at: tuple[int, int]
 ) -> Exclusion | None:
     if not helper.active:
         return Exclusion.inactive
@@ -234,18 +271,37 @@ def _personal_exclusion(
         return Exclusion.missing_skill
     if not helper.has_capacity:
         return Exclusion.at_capacity
-    if not helper.available_at(now):
+    if helper.hours and not _on_duty_at(helper.hours, *at):
         return Exclusion.off_duty
     return None
 
 
 def field_score(helper: Helper, d: float, policy: Policy) -> float:
     """Near, lightly loaded and reliable helpers first; spreads work away from the centre."""
+    return field_scorer(policy)(helper, d)
+
+
+def field_scorer(policy: Policy) -> Callable[[Helper, float], float]:
     r = policy.ranking
-    nearness = max(0.0, 1.0 - d / r.distance_scale_km)
-    spare = 1.0 - helper.load / helper.capacity if helper.capacity else 0.0
-    score = r.distance * nearness + r.load * spare + r.acknowledgement * helper.ack_rate
-    return round(score, 4)
+    w_distance, scale, w_load, w_ack = r.distance, r.distance_scale_km, r.load, r.acknowledgement
+
+    def score(helper: Helper, d: float) -> float:
+        nearness = 1.0 - d / scale if d < scale else 0.0
+        spare = 1.0 - helper.load / helper.capacity if helper.capacity else 0.0
+        ack_rate = (helper.accepts + 1) / (helper.offers + 2)  # Helper.ack_rate
+        return round(w_distance * nearness + w_load * spare + w_ack * ack_rate, 4)
+
+    return score
+
+
+def beyond_reach_of(score: float, policy: Policy) -> float:
+    """The distance past which no helper can score above `score`, even one idle and always
+    accepting (allowing for the rounding of scores); infinite if distance alone cannot tell."""
+    r = policy.ranking
+    rest = score - r.load - r.acknowledgement - 1e-4
+    if rest <= 0 or r.distance <= 0:
+        return math.inf
+    return r.distance_scale_km * (1.0 - rest / r.distance)
 
 
 def _local_score(helper: Helper, division: str) -> float:
@@ -262,28 +318,77 @@ def decide(
     person: Person = Person(),
     offered: frozenset[str] = frozenset(),
     max_candidates: int = 10,
+    nearest_first: bool = False,
 ) -> Decision:
-    """Rank who may serve this case on one rung of the ladder."""
+    """Rank who may serve this case on one rung of the ladder.
+
+    With `nearest_first`, volunteers (other than the person's previous helper) arrive nearest
+    first, and the search stops at the first one too far to beat the `max_candidates` best
+    found so far; the ranking is the same as a full scan, exclusions are those of the nearer
+    helpers examined.
+    """
     kinds = set(policy.kinds_for_need[facts.need])
     skills = required_skills(facts, policy)
     widen = policy.widen_factor if rung is Rung.field_widened else 1.0
+    volunteers = _RUNG_KINDS.get(rung) is HelperKind.volunteer and HelperKind.volunteer in kinds
+    at = week_minute(now)
+    distance, score_of = distance_from(facts.lat, facts.lon), field_scorer(policy)
+    volunteer, previous = HelperKind.volunteer, person.previous_helper_id
     ranked: list[Candidate] = []
+    nearby: list[tuple[float, float, str, Helper]] = []  # made Candidates only if they rank
     excluded: list[tuple[str, Exclusion]] = []
+    best: list[float] = []  # the `max_candidates` best nearby scores, as a min-heap
+    stop_beyond = math.inf
+    considered = 0
 
     def exclude(helper: Helper, reason: Exclusion) -> None:
         if reason not in QUIET_EXCLUSIONS:
             excluded.append((helper.id, reason))
 
     for helper in helpers:
+        if helper.kind is volunteer and helper.id != previous:
+            # The common case, kept lean: a volunteer found by where they live.
+            if not volunteers:
+                continue
+            if helper.lat is None or helper.lon is None:
+                considered += 1
+                exclude(helper, Exclusion.no_location)
+                continue
+            d = distance(helper.lat, helper.lon)
+            if nearest_first and d > stop_beyond:
+                break
+            considered += 1
+            if helper.id in offered:
+                reason: Exclusion | None = Exclusion.already_offered
+            elif d > helper.radius_km * widen:
+                reason = Exclusion.out_of_range
+            else:
+                reason = _personal_exclusion(helper, facts, skills, at)
+            if reason is not None:
+                exclude(helper, reason)
+                continue
+            score = score_of(helper, d)
+            if len(best) < max_candidates or score >= best[0]:
+                nearby.append((-score, d, helper.id, helper))
+            if len(best) < max_candidates:
+                heapq.heappush(best, score)
+            elif score > best[0]:
+                heapq.heapreplace(best, score)
+            else:
+                continue
+            if len(best) == max_candidates:
+                stop_beyond = beyond_reach_of(best[0], policy)
+            continue
         paired = helper.kind is HelperKind.paired_cadre and helper.id in person.paired_cadre_ids
         if not _on_rung(helper, rung, paired, kinds):
             continue
+        considered += 1
         if helper.id in offered:
             exclude(helper, Exclusion.already_offered)
             continue
         if helper.kind is HelperKind.agency:
             agency_skills: frozenset[str] = frozenset()  # an agency sends whoever is suitable
-            reason = _personal_exclusion(helper, facts, agency_skills, now)
+            reason = _personal_exclusion(helper, facts, agency_skills, at)
             if reason is None and jurisdiction_depth(helper, facts.division_code) == 0:
                 reason = Exclusion.outside_jurisdiction
             if reason is None:
@@ -292,35 +397,33 @@ def decide(
             else:
                 exclude(helper, reason)
             continue
-        reason = _personal_exclusion(helper, facts, skills, now)
+        d = 0.0
+        if helper.kind is HelperKind.volunteer:  # the person's previous helper
+            if helper.lat is None or helper.lon is None:
+                exclude(helper, Exclusion.no_location)
+                continue
+            d = distance_km(facts.lat, facts.lon, helper.lat, helper.lon)
+            if d > helper.radius_km * widen:
+                exclude(helper, Exclusion.out_of_range)
+                continue
+        reason = _personal_exclusion(helper, facts, skills, at)
         if reason is not None:
             exclude(helper, reason)
-            continue
-        if paired:
+        elif paired:
             ranked.append(Candidate(helper, math.inf, Basis.paired_cadre))
-            continue
-        if helper.kind is HelperKind.community_worker:
+        elif helper.kind is HelperKind.community_worker:
             if jurisdiction_depth(helper, facts.division_code) == 0:
                 exclude(helper, Exclusion.outside_jurisdiction)
             else:
                 score = _local_score(helper, facts.division_code)
                 ranked.append(Candidate(helper, score, Basis.jurisdiction))
-            continue
-        if helper.lat is None or helper.lon is None:
-            exclude(helper, Exclusion.no_location)
-            continue
-        d = distance_km(facts.lat, facts.lon, helper.lat, helper.lon)
-        if d > helper.radius_km * widen:
-            exclude(helper, Exclusion.out_of_range)
-            continue
-        if helper.id == person.previous_helper_id:
-            ranked.append(Candidate(helper, math.inf, Basis.previous_helper, round(d, 3)))
         else:
-            ranked.append(
-                Candidate(helper, field_score(helper, d, policy), Basis.nearby, round(d, 3))
-            )
+            ranked.append(Candidate(helper, math.inf, Basis.previous_helper, round(d, 3)))
     ranked.sort(key=_rank_key)
-    return Decision(rung, tuple(ranked[:max_candidates]), tuple(excluded), skills)
+    if len(ranked) < max_candidates:
+        top = heapq.nsmallest(max_candidates - len(ranked), nearby)
+        ranked += [Candidate(h, -s, Basis.nearby, round(d, 3)) for s, d, _, h in top]
+    return Decision(rung, tuple(ranked[:max_candidates]), tuple(excluded), skills, considered)
 
 
 _RUNG_KINDS = {

@@ -1,10 +1,11 @@
-"""The case state machine: offers, answers, timeouts and the climb up the ladder. Pure.
+"""The case state machine: offers, answers, timeouts, the climb up the ladder and closing the
+loop. Pure.
 
-received ──offer──▶ assigned ──accept──▶ accepted
-                      │  ▲
-       decline/timeout│  │next offer (same rung, or the next rung up)
-                      ▼  │
-                    (ladder) ──nobody left──▶ escalated (duty desk)
+received ──offer──▶ assigned ──accept──▶ accepted ──resolve (the helper)──▶ resolved
+                      │  ▲                                                    ▲
+       decline/timeout│  │next offer (same rung, or the next rung up)         │
+                      ▼  │                                                    │
+                    (ladder) ──nobody left──▶ escalated ──resolve (duty desk)─┘
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from shared.contracts import CaseStatus, HelperKind, OfferResponse
+from shared.contracts import CaseStatus, HelperKind, OfferResponse, Resolution, Resolver
 
 from .domain import LADDER, Rung
 
@@ -50,12 +51,54 @@ class Offer:
 
 
 @dataclass(frozen=True)
+class LadderStep:
+    """The case came to a rung, and why: `start`, `offers_exhausted` (the rung's offers were
+    used up), `no_eligible_helper`, `all_candidates_at_capacity`; on the duty desk, the reason
+    it was escalated."""
+
+    rung: Rung
+    reason: str
+    at: datetime
+
+    def to_document(self) -> dict[str, Any]:
+        return {"rung": self.rung.value, "reason": self.reason, "at": self.at}
+
+    @classmethod
+    def of(cls, doc: dict[str, Any]) -> LadderStep:
+        return cls(Rung(doc["rung"]), doc["reason"], doc["at"])
+
+
+@dataclass(frozen=True)
+class Closing:
+    """How the loop was closed, and by whom."""
+
+    resolution: Resolution
+    by: Resolver
+    at: datetime
+    helper_id: str | None = None
+
+    def to_document(self) -> dict[str, Any]:
+        return {
+            "resolution": self.resolution.value,
+            "by": self.by.value,
+            "at": self.at,
+            "helper_id": self.helper_id,
+        }
+
+    @classmethod
+    def of(cls, doc: dict[str, Any]) -> Closing:
+        return cls(Resolution(doc["resolution"]), Resolver(doc["by"]), doc["at"], doc["helper_id"])
+
+
+@dataclass(frozen=True)
 class CaseState:
     status: CaseStatus
     version: int
     rung: Rung = Rung.field
     offers_in_rung: int = 0
     offers: tuple[Offer, ...] = ()
+    steps: tuple[LadderStep, ...] = ()
+    closing: Closing | None = None
 
     @property
     def open_offer(self) -> Offer | None:
@@ -65,26 +108,40 @@ class CaseState:
     def offered_ids(self) -> frozenset[str]:
         return frozenset(o.helper_id for o in self.offers)
 
+    @property
+    def accepted_offer(self) -> Offer | None:
+        return next((o for o in reversed(self.offers) if o.outcome == "accepted"), None)
+
     @classmethod
     def of(cls, doc: dict[str, Any]) -> CaseState:
         ladder = doc.get("ladder") or {}
+        closing = doc.get("resolution")
         return cls(
             status=CaseStatus(doc["status"]),
             version=int(doc.get("version", 1)),
             rung=Rung(ladder.get("rung", Rung.field.value)),
             offers_in_rung=int(ladder.get("offers_in_rung", 0)),
             offers=tuple(Offer.of(o) for o in doc.get("offers", ())),
+            steps=tuple(LadderStep.of(s) for s in ladder.get("steps", ())),
+            closing=Closing.of(closing) if closing else None,
         )
 
     def to_fields(self) -> dict[str, Any]:
         """The fields an update `$set`s to store this state (the version is `$inc`ed)."""
         offer = self.open_offer
-        return {
+        fields = {
             "status": self.status.value,
-            "ladder": {"rung": self.rung.value, "offers_in_rung": self.offers_in_rung},
+            "ladder": {
+                "rung": self.rung.value,
+                "offers_in_rung": self.offers_in_rung,
+                "steps": [s.to_document() for s in self.steps],
+            },
             "offers": [o.to_document() for o in self.offers],
             "offer_due": offer.ack_due if offer else None,
         }
+        if self.closing is not None:
+            fields["resolution"] = self.closing.to_document()
+        return fields
 
 
 def rungs_to_try(state: CaseState, rungs: tuple[Rung, ...], max_per_rung: int) -> Iterator[Rung]:
@@ -103,6 +160,14 @@ def rungs_to_try(state: CaseState, rungs: tuple[Rung, ...], max_per_rung: int) -
         yield rung
 
 
+def climbed(state: CaseState, rung: Rung, reason: str, now: datetime) -> CaseState:
+    """The case moves to `rung` (or starts on it), recording why; on the same rung, no step."""
+    if state.steps and rung is state.rung:
+        return state
+    step = LadderStep(rung, reason, now)
+    return replace(state, rung=rung, offers_in_rung=0, steps=(*state.steps, step))
+
+
 def offered(state: CaseState, offer: Offer) -> CaseState:
     same_rung = offer.rung is state.rung and state.offers
     return replace(
@@ -114,7 +179,9 @@ def offered(state: CaseState, offer: Offer) -> CaseState:
     )
 
 
-def escalated(state: CaseState) -> CaseState:
+def escalated(state: CaseState, reason: str = "", now: datetime | None = None) -> CaseState:
+    if now is not None:
+        state = climbed(state, Rung.duty_desk, reason, now)
     return replace(state, status=CaseStatus.escalated, rung=Rung.duty_desk)
 
 
@@ -140,3 +207,22 @@ def answer(
         status, result = CaseStatus.assigned, Answer.declined
     offers = tuple(closed if o.offer_id == offer_id else o for o in state.offers)
     return result, replace(state, status=status, offers=offers)
+
+
+def resolve(
+    state: CaseState, resolution: Resolution, by: Resolver, offer_id: str, now: datetime
+) -> CaseState | None:
+    """Close the loop: the helper who accepted resolves an accepted case (naming their offer),
+    the duty desk an escalated one. None when it is not theirs to close (or already closed)."""
+    if by is Resolver.helper:
+        accepted = state.accepted_offer
+        if state.status is not CaseStatus.accepted or accepted is None:
+            return None
+        if accepted.offer_id != offer_id:
+            return None
+        closing = Closing(resolution, by, now, accepted.helper_id)
+    elif state.status is CaseStatus.escalated:
+        closing = Closing(resolution, by, now)
+    else:
+        return None
+    return replace(state, status=CaseStatus.resolved, closing=closing)

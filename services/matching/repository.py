@@ -22,6 +22,8 @@ class Claim(Enum):
 class HelperStore(Protocol):
     async def all(self) -> list[Document]: ...
 
+    async def some(self, helper_ids: list[str]) -> list[Document]: ...
+
     async def claim(self, helper_id: str, case_id: str) -> Claim:
         """Take one unit of the helper's capacity for this case, if they have one to spare."""
 
@@ -43,11 +45,21 @@ class CaseStore(Protocol):
 
     async def overdue_offers(self, now: datetime, limit: int) -> list[Document]: ...
 
+    async def open_cases(self) -> list[Document]:
+        """Status, priority and first-contact deadline of every case not yet resolved."""
+
 
 class PeopleStore(Protocol):
     async def get(self, person_key: str) -> Person: ...
 
+    async def keys(self) -> list[str]:
+        """Every person key with a link (a paired cadre, a previous helper)."""
+
     async def remember_helper(self, person_key: str, helper_id: str, now: datetime) -> None: ...
+
+
+_NO_CONTACTS = {"contact": 0, "case_ids": 0}
+OPEN_STATUSES = ("received", "assigned", "accepted", "escalated")
 
 
 class MongoHelperStore:
@@ -55,7 +67,11 @@ class MongoHelperStore:
         self._helpers = db[HELPERS]
 
     async def all(self) -> list[Document]:
-        return [doc async for doc in self._helpers.find({}, {"contact": 0, "case_ids": 0})]
+        return [doc async for doc in self._helpers.find({}, _NO_CONTACTS)]
+
+    async def some(self, helper_ids: list[str]) -> list[Document]:
+        cursor = self._helpers.find({"_id": {"$in": helper_ids}}, _NO_CONTACTS)
+        return [doc async for doc in cursor]
 
     async def claim(self, helper_id: str, case_id: str) -> Claim:
         result = await self._helpers.update_one(
@@ -110,6 +126,13 @@ class MongoCaseStore:
         )
         return [doc async for doc in cursor]
 
+    async def open_cases(self) -> list[Document]:
+        cursor = self._cases.find(
+            {"status": {"$in": list(OPEN_STATUSES)}},
+            {"status": 1, "triage.priority": 1, "triage.first_contact_due": 1},
+        )
+        return [doc async for doc in cursor]
+
 
 class MongoPeopleStore:
     def __init__(self, db: AsyncDatabase[Document]) -> None:
@@ -123,6 +146,9 @@ class MongoPeopleStore:
             paired_cadre_ids=frozenset(doc.get("paired_cadre_ids", ())),
             previous_helper_id=doc.get("previous_helper_id"),
         )
+
+    async def keys(self) -> list[str]:
+        return [doc["_id"] async for doc in self._people.find({}, {"_id": 1})]
 
     async def remember_helper(self, person_key: str, helper_id: str, now: datetime) -> None:
         if person_key:

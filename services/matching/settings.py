@@ -22,6 +22,12 @@ class MatchingSettings(CommonSettings):
         default=2.0, gt=0, validation_alias="OUTBOX_RELAY_INTERVAL_S"
     )
     outbox_grace_s: float = Field(default=5.0, ge=0, validation_alias="OUTBOX_GRACE_S")
+    case_count_interval_s: float = Field(
+        default=30.0,
+        gt=0,
+        validation_alias="CASE_COUNT_INTERVAL_S",
+        description="How often the open-case gauges are counted from the store",
+    )
     ack_window_scale: float = Field(
         default=1.0,
         gt=0,

@@ -3,13 +3,14 @@ record the case's new state (conditional on its version), publish."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from shared.contracts import (
     AssignedHelper,
@@ -18,22 +19,26 @@ from shared.contracts import (
     CaseDeclined,
     CaseEscalated,
     CaseFacts,
+    CaseResolved,
     CaseStatus,
     Event,
     HardshipReported,
     HelperKind,
     OfferAnswer,
     OfferResponse,
+    ResolveCase,
+    Resolver,
     utcnow,
 )
 from shared.crypto import FieldCipher
-from shared.outbox import Outbox, pending
+from shared.outbox import Flush, pending
 from shared.people import open_case_personal_data
 from shared.storage import Document
 
 from .domain import (
     Candidate,
     Decision,
+    Helper,
     Person,
     Rung,
     contact_via_carer,
@@ -42,16 +47,38 @@ from .domain import (
     rungs_for,
 )
 from .index import HelperIndex
-from .lifecycle import TIMEOUT, Answer, CaseState, Offer, answer, escalated, offered, rungs_to_try
+from .lifecycle import (
+    TIMEOUT,
+    Answer,
+    CaseState,
+    Offer,
+    answer,
+    climbed,
+    escalated,
+    offered,
+    resolve,
+    rungs_to_try,
+)
 from .links import OfferLinks
 from .metrics import MatchingMetrics
+from .oversight import tally_open_cases
 from .policy import Policy
-from .repository import CaseStore, Claim, HelperStore, PeopleStore
+from .repository import OPEN_STATUSES, CaseStore, Claim, HelperStore, PeopleStore
 from .triage import Triage, triage
 
 log = logging.getLogger("carerelay.matching")
 
 Publish = Callable[[Event], Awaitable[None]]
+
+
+class EventOutbox(Protocol):
+    """Publishes events stored in a case's outbox and clears them (shared.outbox.Outbox)."""
+
+    async def flush_events(
+        self, doc_id: str, events: Sequence[Event], stamp: datetime
+    ) -> Flush: ...
+
+
 UNKNOWN_DESK = AssignedHelper(helper_id="duty-desk", kind=HelperKind.duty_desk, name="残联值班室")
 
 
@@ -64,6 +91,7 @@ class Step:
     decision: Decision | None
     timeline: list[Document] = field(default_factory=list)
     fresh_claim: str | None = None
+    climbs: list[tuple[Rung, str]] = field(default_factory=list)
 
 
 class Matching:
@@ -74,7 +102,7 @@ class Matching:
         people: PeopleStore,
         index: HelperIndex,
         policy: Policy,
-        outbox: Outbox,
+        outbox: EventOutbox,
         publish: Publish,
         links: OfferLinks,
         metrics: MatchingMetrics,
@@ -100,20 +128,50 @@ class Matching:
         self._clock = clock
 
     async def refresh_index(self) -> None:
-        self._index.replace_all(await self._helpers.all())
+        """Reload the whole registry (loads held by other replicas included) and the keys of
+        the people the store holds links for. A large registry is indexed in a worker thread,
+        so the event loop keeps serving meanwhile; the new index then replaces the old."""
+        documents, people = await self._helpers.all(), await self._people.keys()
+        fresh = HelperIndex()
+        await asyncio.to_thread(fresh.replace_all, documents)
+        fresh.set_people(people)
+        self._index = fresh
+        self._metrics.helpers_indexed.set(len(fresh))
+
+    async def on_registry_changed(self, helper_ids: Sequence[str], limit: int = 1000) -> None:
+        """Bring the changed helpers (and people's pairings) into the index."""
+        if not helper_ids or len(helper_ids) > limit:
+            await self.refresh_index()
+            return
+        for doc in await self._helpers.some(list(helper_ids)):
+            self._index.upsert(Helper.of(doc))
+        self._index.set_people(await self._people.keys())
         self._metrics.helpers_indexed.set(len(self._index))
+
+    async def count_open_cases(self) -> None:
+        """Set the open-case gauges from the store (a periodic pass, not per event)."""
+        tally = tally_open_cases(await self._cases.open_cases(), self._clock())
+        # Every known priority and status is reported, zeros included, so alerts see them.
+        priorities = {name for name, _ in self._policy.triage.classes} | {p for _, p in tally.open}
+        self._metrics.open_cases.clear()
+        self._metrics.first_contact_overdue.clear()
+        for priority in sorted(priorities):
+            for status in OPEN_STATUSES:
+                self._metrics.open_cases.labels(status, priority).set(tally.open[status, priority])
+            self._metrics.first_contact_overdue.labels(priority).set(tally.overdue[priority])
 
     # ------------------------------------------------------------------ a new case
 
     async def on_reported(self, event: HardshipReported) -> None:
         now, facts = self._clock(), event.facts
         sorting = triage(facts, self._policy.triage)
-        person = await self._people.get(facts.person_key)
+        person = await self._person(facts.person_key)
         state = CaseState(status=CaseStatus.received, version=1)
         step = await self._advance(event.case_id, facts, state, person, sorting, now)
         extra = {"triage": _triage_document(sorting)}
         if await self._cases.apply(event.case_id, 1, self._update(step, now, extra)):
             self._observe_first_decision(facts, step, now)
+            self._observe(step)
             for out in step.events:
                 await self._publish(out)
             return
@@ -156,6 +214,7 @@ class Matching:
             self._metrics.answers.labels("accepted").inc()
             await self._helpers.count_accept(current.helper_id)
             await self._people.remember_helper(facts.person_key, current.helper_id, now)
+            self._index.remember_person(facts.person_key)
             return result
         closed = next(o for o in answered.offers if o.offer_id == current.offer_id)
         declined = CaseDeclined(
@@ -166,7 +225,7 @@ class Matching:
             reason=closed.outcome or "declined",
         )
         sorting = _triage_of(doc, facts, self._policy)
-        person = await self._people.get(facts.person_key)
+        person = await self._person(facts.person_key)
         step = await self._advance(reply.case_id, facts, answered, person, sorting, now)
         step.events.insert(0, declined)
         step.timeline.insert(
@@ -176,9 +235,60 @@ class Matching:
             await self._undo(step, reply.case_id)
             return Answer.stale
         self._metrics.answers.labels(declined.reason).inc()
+        self._observe(step)
         await self._helpers.release(current.helper_id, reply.case_id)
         self._index.adjust_load(current.helper_id, -1)
         return result
+
+    # ------------------------------------------------------------------ closing the loop
+
+    async def resolve(self, command: ResolveCase) -> bool:
+        """Close the case as the helper who accepted it (or the duty desk, once escalated):
+        record, release the helper's capacity, announce `case.resolved`. False when it was not
+        theirs to close or already closed."""
+        doc = await self._cases.get(command.case_id)
+        if doc is None:
+            return False
+        now, state = self._clock(), CaseState.of(doc)
+        closed = resolve(state, command.resolution, command.by, command.offer_id, now)
+        if closed is None:
+            return False
+        facts = CaseFacts.model_validate(doc["facts"])
+        accepted = state.accepted_offer if command.by is Resolver.helper else None
+        if accepted is not None:
+            helper: AssignedHelper | None = _assigned(accepted)
+        else:
+            helper = (
+                AssignedHelper.model_validate(doc["assignment"]) if doc.get("assignment") else None
+            )
+        out = CaseResolved(
+            case_id=command.case_id,
+            resolution=command.resolution,
+            helper=helper,
+            by=command.by,
+            **_reference(facts),
+        )
+        entry = _entry(
+            now,
+            "resolved",
+            reason=command.resolution.value,
+            helper_id=helper.helper_id if helper else None,
+        )
+        if not await self._store(
+            command.case_id, state.version, Step(closed, [out], None, [entry]), now
+        ):
+            return False
+        self._metrics.resolved.labels(command.resolution.value).inc()
+        if accepted is not None:
+            await self._helpers.release(accepted.helper_id, command.case_id)
+            self._index.adjust_load(accepted.helper_id, -1)
+        return True
+
+    async def _person(self, person_key: str) -> Person:
+        """The person's links; no read at all when the store holds none for them."""
+        if not person_key or not self._index.knows_person(person_key):
+            return Person()
+        return await self._people.get(person_key)
 
     async def contact_details(self, case_id: str) -> tuple[str | None, str | None]:
         """Address, and the number to call: the carer's when contact goes through the carer."""
@@ -218,17 +328,30 @@ class Matching:
         now: datetime,
     ) -> Step:
         """Offer the case to the best helper whose capacity we can claim, climbing the ladder
-        as rungs run out; the duty desk when nobody is left."""
+        as rungs run out (each step recorded with its reason); the duty desk when nobody is
+        left."""
         first: Decision | None = None
         saw_candidates = False
+        why = "start" if not state.steps else "offers_exhausted"
+        climbs: list[tuple[Rung, str]] = []
         for rung in rungs_to_try(
             state, rungs_for(facts.need, self._policy), self._policy.max_offers_per_rung
         ):
             if rung is Rung.duty_desk:
                 break
+            if not state.steps or rung is not state.rung:
+                state = climbed(state, rung, why, now)
+                climbs.append((rung, why))
             started = time.perf_counter()
             decision = decide(
-                facts, self._index.snapshot(), self._policy, now, rung, person, state.offered_ids
+                facts,
+                self._index.pool(facts, rung, person, self._policy, now),
+                self._policy,
+                now,
+                rung,
+                person,
+                state.offered_ids,
+                nearest_first=True,
             )
             self._metrics.candidate_search.observe(time.perf_counter() - started)
             first = first or decision
@@ -236,16 +359,19 @@ class Matching:
             chosen = await self._claim_first(decision.candidates, case_id)
             if chosen is not None:
                 candidate, fresh = chosen
-                return self._offer(
+                step = self._offer(
                     case_id, facts, state, candidate, rung, sorting, now, decision, fresh
                 )
+                step.climbs = climbs
+                return step
+            why = "all_candidates_at_capacity" if decision.candidates else "no_eligible_helper"
         if state.offers:
             reason = "offers_exhausted"
         elif saw_candidates:
             reason = "all_candidates_at_capacity"
         else:
             reason = "no_eligible_helper"
-        desk = duty_desk_for(facts.division_code, self._index.snapshot())
+        desk = duty_desk_for(facts.division_code, self._index.duty_desks())
         target = (
             AssignedHelper(helper_id=desk.id, kind=desk.kind, name=desk.name)
             if desk
@@ -253,10 +379,11 @@ class Matching:
         )
         out = CaseEscalated(case_id=case_id, helper=target, reason=reason, **_common(facts))
         return Step(
-            escalated(state),
+            escalated(state, reason, now),
             [out],
             first,
             [_entry(now, "escalated", reason=reason, helper_id=target.helper_id)],
+            climbs=[*climbs, (Rung.duty_desk, reason)],
         )
 
     def _offer(
@@ -326,17 +453,25 @@ class Matching:
             fields["assignment"] = escalation.helper.model_dump(mode="json")
         elif state.offers:
             fields["assignment"] = _assigned(state.offers[-1]).model_dump(mode="json")
+        push: Document = {"timeline": {"$each": step.timeline}}
         if step.decision is not None:
-            fields["decision"] = self._decision_document(step.decision, escalation)
+            decision = self._decision_document(step.decision, escalation, now)
+            fields["decision"] = decision
+            push["decisions"] = decision
         for out in step.events:
             fields[f"events.{out.slot()}"] = out.model_dump(mode="json")
         if outbox:
             fields.update(pending(step.events, now))
-        return {
-            "$set": fields,
-            "$inc": {"version": 1},
-            "$push": {"timeline": {"$each": step.timeline}},
-        }
+        return {"$set": fields, "$inc": {"version": 1}, "$push": push}
+
+    def _observe(self, step: Step) -> None:
+        """Count a stored step's offers and climbs up the ladder."""
+        for out in step.events:
+            if isinstance(out, CaseAssigned):
+                self._metrics.offers.labels(out.rung, out.helper.kind.value).inc()
+        for rung, reason in step.climbs:
+            if reason != "start":
+                self._metrics.escalations.labels(rung.value, reason).inc()
 
     async def _store(self, case_id: str, version: int, step: Step, now: datetime) -> bool:
         """Store an answer's outcome with its events in the outbox, then publish them."""
@@ -345,8 +480,12 @@ class Matching:
         await self._outbox.flush_events(case_id, step.events, now)
         return True
 
-    def _decision_document(self, decision: Decision, escalation: CaseEscalated | None) -> Document:
+    def _decision_document(
+        self, decision: Decision, escalation: CaseEscalated | None, now: datetime
+    ) -> Document:
         return {
+            "at": now,
+            "considered": decision.considered,
             "outcome": "escalate" if escalation else "offer",
             "reason": escalation.reason
             if escalation
@@ -385,8 +524,10 @@ class Matching:
         outcome = "offer" if isinstance(out, CaseAssigned) else "escalate"
         kind = out.helper.kind.value if isinstance(out, CaseAssigned | CaseEscalated) else ""
         self._metrics.decisions.labels(outcome, kind, facts.need.value).inc()
-        waited = (now - facts.received_at).total_seconds()
-        self._metrics.report_to_decision.observe(max(0.0, waited))
+        waited = max(0.0, (now - facts.received_at).total_seconds())
+        self._metrics.report_to_decision.observe(waited)
+        if isinstance(out, CaseAssigned):
+            self._metrics.report_to_first_offer.observe(waited)
 
 
 def _assigned(offer: Offer) -> AssignedHelper:

@@ -1,34 +1,78 @@
-"""What notify reads (helper contacts) and writes (one record per outreach attempt on the case)."""
+"""What notify reads (helper contacts, a case's sealed person) and writes (one record per
+outreach attempt on the case, dead letters, delivery receipts)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol
 
+from pymongo import ASCENDING
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
 
-from shared.contracts import Contact
+from shared.contracts import Contact, OutreachDeadLetter
+from shared.crypto import FieldCipher
+from shared.people import PersonalData, open_case_personal_data
 from shared.storage import CASES, HELPERS, Document
+
+DEAD_LETTERS = OutreachDeadLetter.collection
+
+
+@dataclass(frozen=True)
+class CasePerson:
+    person: PersonalData
+    urgency: str
 
 
 class OutreachStore(Protocol):
-    async def contact_of(self, helper_id: str) -> Contact: ...
+    async def contacts(self, helper_ids: list[str] | None = None) -> dict[str, Contact]:
+        """Contacts of these helpers (all helpers when None)."""
 
-    async def begin(self, case_id: str, attempt: Document) -> str | None:
-        """Record an attempt as `sending`; None if new, else the status already recorded."""
+    async def case_person(self, case_id: str) -> CasePerson | None: ...
+
+    async def begin(self, case_id: str, attempt: Document) -> Document | None:
+        """Record an attempt as `sending`; None if new, else the attempt already recorded."""
 
     async def finish(self, case_id: str, key: str, outcome: Document) -> None: ...
 
+    async def dead_letter(self, record: OutreachDeadLetter) -> None:
+        """Keep a message every channel gave up on (unless a later round is already kept)."""
+
+    async def receipt(self, provider_id: str, receipt: Document) -> bool:
+        """Attach a delivery receipt to the attempt the provider id names; False when no
+        attempt has that id (yet)."""
+
 
 class MongoOutreachStore:
-    def __init__(self, db: AsyncDatabase[Document]) -> None:
+    def __init__(self, db: AsyncDatabase[Document], cipher: FieldCipher) -> None:
         self._cases = db[CASES]
         self._helpers = db[HELPERS]
+        self._dead = db[DEAD_LETTERS]
+        self._cipher = cipher
 
-    async def contact_of(self, helper_id: str) -> Contact:
-        doc = await self._helpers.find_one({"_id": helper_id}, {"contact": 1})
-        return Contact.model_validate((doc or {}).get("contact") or {})
+    async def ensure_indexes(self) -> None:
+        await self._cases.create_index(
+            [("outreach.provider_id", ASCENDING)], sparse=True, name="outreach_provider_id"
+        )
+        await self._dead.create_index([("status", ASCENDING)], name="dead_letter_status")
 
-    async def begin(self, case_id: str, attempt: Document) -> str | None:
+    async def contacts(self, helper_ids: list[str] | None = None) -> dict[str, Contact]:
+        query: Document = {} if helper_ids is None else {"_id": {"$in": helper_ids}}
+        return {
+            str(doc["_id"]): Contact.model_validate(doc.get("contact") or {})
+            async for doc in self._helpers.find(query, {"contact": 1})
+        }
+
+    async def case_person(self, case_id: str) -> CasePerson | None:
+        doc = await self._cases.find_one(
+            {"_id": case_id}, {"person": 1, "location": 1, "description": 1, "urgency": 1}
+        )
+        if doc is None or "person" not in doc:
+            return None
+        return CasePerson(open_case_personal_data(doc, self._cipher), str(doc.get("urgency", "")))
+
+    async def begin(self, case_id: str, attempt: Document) -> Document | None:
         result = await self._cases.update_one(
             {"_id": case_id, "outreach.key": {"$ne": attempt["key"]}},
             {"$push": {"outreach": attempt}},
@@ -38,11 +82,49 @@ class MongoOutreachStore:
         doc = await self._cases.find_one(
             {"_id": case_id}, {"outreach": {"$elemMatch": {"key": attempt["key"]}}}
         )
-        recorded = (doc or {}).get("outreach") or [{"status": "missing_case"}]
-        return str(recorded[0]["status"])
+        recorded: list[Document] = (doc or {}).get("outreach") or [{"status": "missing_case"}]
+        return recorded[0]
 
     async def finish(self, case_id: str, key: str, outcome: Document) -> None:
         await self._cases.update_one(
             {"_id": case_id, "outreach.key": key},
             {"$set": {f"outreach.$.{field}": value for field, value in outcome.items()}},
         )
+
+    async def dead_letter(self, record: OutreachDeadLetter) -> None:
+        fields = record.model_dump(by_alias=True, exclude={"id"})
+        try:
+            await self._dead.update_one(
+                {"_id": record.id, "attempts": {"$lt": record.attempts}},
+                {"$set": fields},
+                upsert=True,
+            )
+        except DuplicateKeyError:
+            return  # a later round of this message is already kept
+
+    async def receipt(self, provider_id: str, receipt: Document) -> bool:
+        result = await self._cases.update_one(
+            {"outreach.provider_id": provider_id}, {"$set": {"outreach.$.receipt": receipt}}
+        )
+        return result.matched_count == 1
+
+
+def attempt_record(
+    key: str,
+    purpose: str,
+    recipient_kind: str,
+    channel: str,
+    recipient: str,
+    at: datetime,
+    owner: str = "",
+) -> Document:
+    return {
+        "key": key,
+        "purpose": purpose,
+        "recipient_kind": recipient_kind,
+        "channel": channel,
+        "recipient": recipient,
+        "status": "sending",
+        "at": at,
+        "owner": owner,  # the process that recorded it: it alone knows whether it sent
+    }

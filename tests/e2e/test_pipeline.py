@@ -18,7 +18,7 @@ import pytest
 from shared.contracts import HardshipReport
 from shared.devstack import DevStack
 from shared.embedded import free_port
-from tests.support import RecordingServer, wait_for
+from tests.support import RecordingServer, bearer, wait_for
 
 EXAMPLE: dict[str, Any] = HardshipReport.model_json_schema()["examples"][0]
 HOME = (30.5801, 114.2734)  # 江汉区, division 420103
@@ -113,7 +113,9 @@ def stack(
 
 @pytest.fixture
 async def intake(stack: DevStack) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=stack.url("intake"), timeout=10) as client:
+    async with httpx.AsyncClient(
+        base_url=stack.url("intake"), timeout=10, headers=bearer(stack.api_key)
+    ) as client:
         yield client
 
 

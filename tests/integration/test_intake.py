@@ -20,11 +20,20 @@ from services.intake.repository import MongoCaseRepository
 from services.intake.settings import IntakeSettings
 from services.intake.usecases import Intake
 from shared.contracts import HardshipReport, utcnow
-from shared.outbox import Outbox
+from shared.outbox import Flush, Outbox
 from shared.people import open_case_personal_data
 from shared.storage import CASES, Document
 from shared.topology import EVENTS, INTAKE_REPORTS
-from tests.support import DEV_CIPHER, PERSON_SECRET, EventListener, running, service_env, wait_for
+from tests.support import (
+    DEV_CIPHER,
+    PERSON_SECRET,
+    EventListener,
+    bearer,
+    issue_key,
+    running,
+    service_env,
+    wait_for,
+)
 
 EXAMPLE: dict[str, Any] = HardshipReport.model_json_schema()["examples"][0]
 
@@ -38,11 +47,17 @@ def report(external_id: str, **person: Any) -> dict[str, Any]:
 
 @pytest.fixture
 async def intake(
-    amqp_url: str, mongo_url: str, db_name: str, listener: EventListener
+    amqp_url: str,
+    mongo_url: str,
+    db_name: str,
+    db: AsyncDatabase[Document],
+    listener: EventListener,
 ) -> AsyncIterator[httpx.AsyncClient]:
     await listener.bind("hardship.reported")
+    token, _ = await issue_key(db)
     settings = IntakeSettings(**service_env(amqp_url, mongo_url, db_name))  # type: ignore[arg-type]
     async with running(build_app(settings)) as client:
+        client.headers.update(bearer(token))
         yield client
 
 
@@ -197,15 +212,16 @@ async def test_outbox_relay_publishes_what_the_broker_missed(db: AsyncDatabase[D
         DEV_CIPHER,
         PERSON_SECRET,
     )
-    accepted = await intake.accept(HardshipReport.model_validate(report("T-OUTBOX")))
+    accepted = await intake.accept(HardshipReport.model_validate(report("T-OUTBOX")), "test")
     stored = await db[CASES].find_one({"_id": accepted.case_id})
     assert stored is not None and stored["outbox"][0]["routing_key"] == "hardship.reported"
 
     broker_up = True
-    assert await outbox.relay(older_than=utcnow() + timedelta(seconds=1)) == 1
+    relayed = await outbox.relay(older_than=utcnow() + timedelta(seconds=1))
+    assert relayed[Flush.published] == 1
     assert [(key, body["case_id"]) for key, body in published] == [
         ("hardship.reported", accepted.case_id)
     ]
-    assert await outbox.relay(older_than=utcnow() + timedelta(seconds=1)) == 0
+    assert sum((await outbox.relay(older_than=utcnow() + timedelta(seconds=1))).values()) == 0
     stored = await db[CASES].find_one({"_id": accepted.case_id})
     assert stored is not None and "outbox" not in stored

@@ -67,15 +67,25 @@ def operations(service: str, action: str) -> dict[str, dict[str, Any]]:
 def test_the_documents_describe_the_whole_event_flow() -> None:
     assert set(operations("intake", "receive")) == {"report.submitted"}
     assert set(operations("intake", "send")) == {"hardship.reported"}
-    assert {"hardship.reported", "offer.answer", "registry.changed"} == set(
+    assert {"hardship.reported", "offer.answer", "resolution.submit", "registry.changed"} == set(
         operations("matching", "receive")
     )
-    assert {"case.assigned", "case.escalated"} <= set(operations("matching", "send"))
-    assert set(operations("notify", "receive")) == {"case.assigned", "case.escalated"}
+    assert {"case.assigned", "case.escalated", "case.accepted", "case.resolved"} <= set(
+        operations("matching", "send")
+    )
+    assert set(operations("notify", "receive")) == {
+        "hardship.reported",
+        "case.assigned",
+        "case.escalated",
+        "case.accepted",
+        "case.resolved",
+        "notify.outreach-retry",
+        "registry.changed",
+    }
     assert set(operations("notify", "send")) == {"outreach.sent", "outreach.failed"}
     # what one service sends, another receives
     received = {key for s in SERVICES for key in operations(s, "receive")}
-    assert {"hardship.reported", "case.assigned", "case.escalated"} <= received
+    assert {"hardship.reported", "case.assigned", "case.escalated", "case.resolved"} <= received
 
 
 def schemas_reachable(document: dict[str, Any], node: Any) -> Iterator[dict[str, Any]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -169,8 +170,8 @@ def test_work_is_spread_to_the_less_loaded_of_two_equally_near_volunteers() -> N
 
 
 def test_reliable_volunteer_ranks_above_one_who_rarely_answers() -> None:
-    steady = Helper(**{**volunteer("steady", 1.0).__dict__, "offers": 10, "accepts": 9})
-    flaky = Helper(**{**volunteer("flaky", 1.0).__dict__, "offers": 10, "accepts": 1})
+    steady = replace(volunteer("steady", 1.0), offers=10, accepts=9)
+    flaky = replace(volunteer("flaky", 1.0), offers=10, accepts=1)
     assert ids(decide(facts(), [flaky, steady], POLICY, NOW)) == ["steady", "flaky"]
 
 

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
 
 from services.matching.domain import Rung
 from services.matching.lifecycle import (
@@ -10,10 +14,13 @@ from services.matching.lifecycle import (
     CaseState,
     Offer,
     answer,
+    climbed,
     escalated,
     offered,
+    resolve,
     rungs_to_try,
 )
+from services.matching.oversight import tally_open_cases
 from services.matching.policy import Policy
 from services.matching.triage import triage
 from shared.contracts import (
@@ -23,6 +30,9 @@ from shared.contracts import (
     HelperKind,
     Need,
     OfferResponse,
+    Resolution,
+    ResolveCase,
+    Resolver,
     Urgency,
 )
 
@@ -155,3 +165,90 @@ def test_state_survives_a_round_trip_through_its_document() -> None:
     doc = {**state.to_fields(), "version": 3}
     assert CaseState.of(doc) == state
     assert doc["offer_due"] == NOW + timedelta(minutes=10)
+
+
+def accepted_state() -> CaseState:
+    state = offered(CaseState(CaseStatus.received, 1), offer(1))
+    return answer(state, "o1", OfferResponse.accept, NOW)[1]
+
+
+@pytest.mark.parametrize(
+    ("state", "by", "offer_id", "closes"),
+    [
+        (accepted_state(), Resolver.helper, "o1", True),
+        (accepted_state(), Resolver.helper, "o2", False),
+        (accepted_state(), Resolver.duty_desk, "", False),
+        (offered(CaseState(CaseStatus.received, 1), offer(1)), Resolver.helper, "o1", False),
+        (escalated(CaseState(CaseStatus.received, 1)), Resolver.duty_desk, "", True),
+        (escalated(CaseState(CaseStatus.received, 1)), Resolver.helper, "o1", False),
+        (CaseState(CaseStatus.received, 1), Resolver.duty_desk, "", False),
+    ],
+    ids=[
+        "the helper who accepted closes the case",
+        "another offer's link cannot close it",
+        "the duty desk does not close a case a helper holds",
+        "an offer not yet accepted cannot be closed",
+        "the duty desk closes a case escalated to it",
+        "a helper cannot close a case escalated to the desk",
+        "a case nobody has been asked about cannot be closed",
+    ],
+)
+def test_who_may_close_the_loop(
+    state: CaseState, by: Resolver, offer_id: str, closes: bool
+) -> None:
+    closed = resolve(state, Resolution.helped, by, offer_id, NOW)
+    assert (closed is not None) == closes
+    if closed is not None:
+        assert closed.status is CaseStatus.resolved
+        assert closed.closing is not None and closed.closing.by is by
+        assert resolve(closed, Resolution.helped, by, offer_id, NOW) is None  # once only
+
+
+def test_a_resolved_case_survives_a_round_trip_through_its_document() -> None:
+    closed = resolve(accepted_state(), Resolution.delivered, Resolver.helper, "o1", NOW)
+    assert closed is not None
+    assert CaseState.of({**closed.to_fields(), "version": 1}) == closed
+
+
+def test_each_rung_the_case_comes_to_is_recorded_once_with_its_reason() -> None:
+    state = climbed(CaseState(CaseStatus.received, 1), Rung.field, "start", NOW)
+    state = climbed(state, Rung.field, "ignored: same rung", NOW)
+    state = climbed(state, Rung.agency, "no_eligible_helper", NOW)
+    state = escalated(state, "offers_exhausted", NOW)
+    assert [(s.rung, s.reason) for s in state.steps] == [
+        (Rung.field, "start"),
+        (Rung.agency, "no_eligible_helper"),
+        (Rung.duty_desk, "offers_exhausted"),
+    ]
+    assert CaseState.of({**state.to_fields(), "version": 1}).steps == state.steps
+
+
+def test_open_cases_are_counted_by_status_and_priority_and_the_overdue_picked_out() -> None:
+    due = NOW - timedelta(minutes=1)
+    later = NOW + timedelta(minutes=1)
+    cases: list[dict[str, Any]] = [
+        {"status": "assigned", "triage": {"priority": "P1", "first_contact_due": due}},
+        {"status": "assigned", "triage": {"priority": "P1", "first_contact_due": later}},
+        {"status": "accepted", "triage": {"priority": "P1", "first_contact_due": due}},
+        {"status": "escalated", "triage": {"priority": "P2", "first_contact_due": due}},
+        {"status": "received"},
+    ]
+    tally = tally_open_cases(cases, NOW)
+    assert tally.open == {
+        ("assigned", "P1"): 2,
+        ("accepted", "P1"): 1,
+        ("escalated", "P2"): 1,
+        ("received", "none"): 1,
+    }
+    assert tally.overdue == {"P1": 1, "P2": 1}
+
+
+def test_a_helper_closing_a_case_must_name_the_offer_they_accepted() -> None:
+    with pytest.raises(ValidationError, match="offer_id"):
+        ResolveCase.model_validate({"case_id": "c1", "resolution": "helped"})
+    with pytest.raises(ValidationError, match="resolution"):
+        ResolveCase.model_validate({"case_id": "c1", "resolution": "sorted", "offer_id": "o1"})
+    desk = ResolveCase.model_validate(
+        {"case_id": "c1", "resolution": "referred", "by": "duty_desk"}
+    )
+    assert desk.by is Resolver.duty_desk

@@ -1,30 +1,17 @@
-"""Outreach channels behind one interface (see base.Channel)."""
+"""Outreach channels behind one interface (see base.Channel), built by registry.build_channels."""
 
 from __future__ import annotations
 
-from .base import Channel, OutboundMessage, SendResult
-from .console import ConsoleChannel
+from .base import Channel, ChannelInfo, OutboundMessage, SendResult
+from .registry import ADAPTERS, build_channels
 from .settings import ChannelSettings
-from .smtp import EmailChannel
-from .wechat_work import WeChatWorkChannel
 
 __all__ = [
+    "ADAPTERS",
     "Channel",
+    "ChannelInfo",
     "ChannelSettings",
-    "ConsoleChannel",
-    "EmailChannel",
     "OutboundMessage",
     "SendResult",
-    "WeChatWorkChannel",
     "build_channels",
 ]
-
-
-def build_channels(settings: ChannelSettings) -> dict[str, Channel]:
-    """The configured channels by name; the console is always there."""
-    channels: dict[str, Channel] = {"console": ConsoleChannel()}
-    if settings.wechat_work_enabled:
-        channels["wechat_work"] = WeChatWorkChannel()
-    if settings.smtp_host:
-        channels["email"] = EmailChannel(settings)
-    return channels

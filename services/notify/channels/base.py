@@ -1,10 +1,25 @@
-"""The one interface every outreach channel implements. A new channel is one class and a
-template; handlers never change."""
+"""The one interface every outreach channel implements. A new channel is one adapter class
+(registered in `registry.ADAPTERS`) and its templates; planning and handlers never change."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Protocol
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal, Protocol
+
+# What a channel reaches: planning picks channels by this, never by name.
+Reaches = Literal["phone", "email", "group", "webhook", "hotline", "log"]
+Medium = Literal["text", "voice"]
+
+
+@dataclass(frozen=True)
+class ChannelInfo:
+    """What planning needs to know about a configured channel."""
+
+    name: str
+    reaches: Reaches
+    medium: Medium = "text"
+    private: bool = True  # False for group chats: never used for messages with personal data
 
 
 @dataclass(frozen=True)
@@ -16,6 +31,11 @@ class OutboundMessage:
     markdown: str | None = None
     html: str | None = None
     mentioned_mobiles: tuple[str, ...] = ()
+    voice: str | None = None  # a short text-to-speech script
+    template: str = ""  # our template name; SMS providers map it to their approved template id
+    params: Mapping[str, str] = field(default_factory=dict)  # the facts the template was given
+    message_id: str = ""  # stable across attempts of one message (webhook-id, dedupe by receiver)
+    data: Mapping[str, Any] | None = None  # structured body for webhook channels
 
 
 @dataclass(frozen=True)
@@ -29,9 +49,21 @@ class SendResult:
 class Channel(Protocol):
     name: str
 
+    @property
+    def info(self) -> ChannelInfo: ...
+
     async def send(self, message: OutboundMessage) -> SendResult: ...
 
     async def aclose(self) -> None: ...
+
+
+class Adapter(Protocol):
+    """A channel class: builds itself from settings, or returns None when not configured."""
+
+    info: ClassVar[ChannelInfo]
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> Channel | None: ...
 
 
 def truncate_utf8(text: str, limit: int) -> str:
@@ -42,3 +74,10 @@ def truncate_utf8(text: str, limit: int) -> str:
     ellipsis = "…"
     room = limit - len(ellipsis.encode())
     return encoded[:room].decode(errors="ignore") + ellipsis
+
+
+def http_failure(status: int) -> SendResult:
+    """An HTTP error answer: 408, 429 and 5xx are worth retrying, other 4xx are not."""
+    return SendResult(
+        ok=False, error=f"http_{status}", retryable=status >= 500 or status in (408, 429)
+    )

@@ -1,18 +1,41 @@
 from __future__ import annotations
 
 import logging
+from typing import Any, ClassVar
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.pii import scrub_digits
 
-from .base import OutboundMessage, SendResult
+from .base import ChannelInfo, OutboundMessage, SendResult
 
 log = logging.getLogger("carerelay.notify.console")
+
+
+class ConsoleSettings(BaseSettings):
+    model_config = SettingsConfigDict(extra="ignore")
+
+    console_enabled: bool | None = Field(
+        default=None,
+        validation_alias="CONSOLE_CHANNEL_ENABLED",
+        description="Log messages as the last fallback; default on except in production, where "
+        "a message nobody received must be dead-lettered, not logged as sent",
+    )
 
 
 class ConsoleChannel:
     """Prints messages to the log (development); phone-like numbers masked."""
 
     name = "console"
+    info: ClassVar[ChannelInfo] = ChannelInfo(name, reaches="log", private=True)
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> ConsoleChannel | None:
+        enabled = settings.console_enabled
+        if enabled is None:
+            enabled = getattr(settings, "environment", "development") != "production"
+        return cls() if enabled else None
 
     async def send(self, message: OutboundMessage) -> SendResult:
         log.info("%s | %s", scrub_digits(message.subject), scrub_digits(message.text))

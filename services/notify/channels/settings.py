@@ -1,20 +1,33 @@
 from __future__ import annotations
 
-from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+import json
+from typing import Any
+
+from pydantic import Field, field_validator
+from pydantic_settings import SettingsConfigDict
+
+from .console import ConsoleSettings
+from .sms import SmsSettings
+from .smtp import SmtpSettings
+from .voice import VoiceSettings
+from .webhook import WebhookSettings
+from .wechat_work import WeChatWorkSettings
 
 
-class ChannelSettings(BaseSettings):
+class ChannelSettings(
+    ConsoleSettings, WeChatWorkSettings, SmtpSettings, SmsSettings, VoiceSettings, WebhookSettings
+):
+    """Every channel's settings (each adapter module declares its own)."""
+
     model_config = SettingsConfigDict(extra="ignore")
 
-    wechat_work_enabled: bool = Field(default=True, validation_alias="WECHAT_WORK_ENABLED")
-    smtp_host: str | None = Field(default=None, validation_alias="SMTP_HOST")
-    smtp_port: int = Field(default=25, validation_alias="SMTP_PORT")
-    smtp_username: str | None = Field(default=None, validation_alias="SMTP_USERNAME")
-    smtp_password: SecretStr | None = Field(default=None, validation_alias="SMTP_PASSWORD")
-    smtp_starttls: bool = Field(default=False, validation_alias="SMTP_STARTTLS")
-    smtp_use_tls: bool = Field(default=False, validation_alias="SMTP_USE_TLS")
-    smtp_from: str = Field(
-        default="CareRelay 助残联络 <noreply@carerelay.local>", validation_alias="SMTP_FROM"
+    channel_rate_limits: dict[str, float] = Field(
+        default_factory=lambda: {"sms": 10.0, "voice": 2.0},
+        validation_alias="CHANNEL_RATE_LIMITS",
+        description='JSON: messages per second per channel and process, e.g. {"sms": 10}',
     )
-    smtp_timeout_s: float = Field(default=10.0, gt=0, validation_alias="SMTP_TIMEOUT_S")
+
+    @field_validator("channel_rate_limits", mode="before")
+    @classmethod
+    def _rates_json(cls, value: Any) -> Any:
+        return json.loads(value) if isinstance(value, str) else value

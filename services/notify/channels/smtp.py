@@ -2,22 +2,49 @@ from __future__ import annotations
 
 from email.message import EmailMessage
 from email.utils import formatdate
+from typing import Any, ClassVar
 
 import aiosmtplib
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from .base import OutboundMessage, SendResult
-from .settings import ChannelSettings
+from .base import ChannelInfo, OutboundMessage, SendResult
+
+
+class SmtpSettings(BaseSettings):
+    model_config = SettingsConfigDict(extra="ignore")
+
+    smtp_host: str | None = Field(default=None, validation_alias="SMTP_HOST")
+    smtp_port: int = Field(default=25, validation_alias="SMTP_PORT")
+    smtp_username: str | None = Field(default=None, validation_alias="SMTP_USERNAME")
+    smtp_password: SecretStr | None = Field(default=None, validation_alias="SMTP_PASSWORD")
+    smtp_starttls: bool = Field(default=False, validation_alias="SMTP_STARTTLS")
+    smtp_use_tls: bool = Field(default=False, validation_alias="SMTP_USE_TLS")
+    smtp_ca_file: str | None = Field(
+        default=None,
+        validation_alias="SMTP_CA_FILE",
+        description="CA bundle that signed the server's certificate (a private CA)",
+    )
+    smtp_from: str = Field(
+        default="CareRelay 助残联络 <noreply@carerelay.local>", validation_alias="SMTP_FROM"
+    )
+    smtp_timeout_s: float = Field(default=10.0, gt=0, validation_alias="SMTP_TIMEOUT_S")
 
 
 class EmailChannel:
     """Email over SMTP (optionally STARTTLS or implicit TLS): plain text, and HTML when given."""
 
     name = "email"
+    info: ClassVar[ChannelInfo] = ChannelInfo(name, reaches="email")
 
-    def __init__(self, settings: ChannelSettings) -> None:
+    def __init__(self, settings: SmtpSettings) -> None:
         assert settings.smtp_host is not None
         self._settings = settings
         self._host = settings.smtp_host
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> EmailChannel | None:
+        return cls(settings) if settings.smtp_host else None
 
     def compose(self, message: OutboundMessage) -> EmailMessage:
         email = EmailMessage()
@@ -43,6 +70,7 @@ class EmailChannel:
                 password=s.smtp_password.get_secret_value() if s.smtp_password else None,
                 start_tls=s.smtp_starttls,
                 use_tls=s.smtp_use_tls,
+                cert_bundle=s.smtp_ca_file,
                 timeout=s.smtp_timeout_s,
             )
         except aiosmtplib.SMTPResponseException as exc:

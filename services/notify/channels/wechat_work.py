@@ -1,26 +1,48 @@
 from __future__ import annotations
 
-import httpx
+from typing import Any, ClassVar
 
-from .base import OutboundMessage, SendResult, truncate_utf8
+import httpx
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from .base import ChannelInfo, OutboundMessage, SendResult, http_failure, truncate_utf8
 
 TEXT_LIMIT = 2048  # bytes, WeChat Work group-robot text messages
 MARKDOWN_LIMIT = 4096
-RATE_LIMITED = 45009
 PERMANENT = {93000, 40008, 40058, 44004}  # invalid webhook key, bad type, bad body, empty text
 
 
+class WeChatWorkSettings(BaseSettings):
+    model_config = SettingsConfigDict(extra="ignore")
+
+    wechat_work_enabled: bool = Field(default=True, validation_alias="WECHAT_WORK_ENABLED")
+    wechat_work_timeout_s: float = Field(
+        default=5.0, gt=0, validation_alias="WECHAT_WORK_TIMEOUT_S"
+    )
+
+
 class WeChatWorkChannel:
-    """WeChat Work (企业微信) group-robot webhook; the recipient is the webhook URL."""
+    """WeChat Work (企业微信) group-robot webhook; the recipient is the webhook URL. A group is
+    not private, so planning never sends personal data this way."""
 
     name = "wechat_work"
+    info: ClassVar[ChannelInfo] = ChannelInfo(name, reaches="group", private=False)
 
     def __init__(self, client: httpx.AsyncClient | None = None, timeout: float = 5.0) -> None:
         self._client = client or httpx.AsyncClient(timeout=timeout)
 
+    @classmethod
+    def from_settings(cls, settings: Any) -> WeChatWorkChannel | None:
+        if not settings.wechat_work_enabled:
+            return None
+        return cls(timeout=settings.wechat_work_timeout_s)
+
     @staticmethod
     def body(message: OutboundMessage) -> dict[str, object]:
-        if message.markdown is not None:
+        """Text when someone is to be @-mentioned (markdown cannot mention by mobile), else the
+        markdown version when the template has one."""
+        if message.markdown is not None and not message.mentioned_mobiles:
             return {
                 "msgtype": "markdown",
                 "markdown": {"content": truncate_utf8(message.markdown, MARKDOWN_LIMIT)},
@@ -36,8 +58,7 @@ class WeChatWorkChannel:
         except httpx.HTTPError as exc:
             return SendResult(ok=False, error=type(exc).__name__, retryable=True)
         if response.status_code >= 400:
-            status = response.status_code
-            return SendResult(ok=False, error=f"http_{status}", retryable=status >= 500)
+            return http_failure(response.status_code)
         try:
             errcode = int(response.json().get("errcode", -1))
         except ValueError:
