@@ -4,7 +4,7 @@ UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 PY := .venv/bin/python
 
 .PHONY: install run test test-unit test-integration test-e2e test-ops test-faults lint broker tools \
-	asyncapi clean bench bench-match
+	asyncapi clean bench bench-match bench-relay bench-pipeline
 
 install: .venv/.synced
 
@@ -57,11 +57,19 @@ test-e2e: install broker
 test-ops: install tools broker
 	$(PY) -m pytest tests/ops
 
-# Benchmarks (not timed tests): each writes its numbers under bench/results/.
-bench: bench-match
+# Benchmarks (not timed tests): each writes its numbers under bench/results/. `make bench` runs
+# them all (~10 minutes) and writes bench/results/latest.json and latency.png.
+bench: bench-match broker
+	$(PY) -m bench
 
 bench-match: install
 	$(PY) -m bench.match
+
+bench-relay: install broker
+	$(PY) -m bench.relay
+
+bench-pipeline: install broker
+	$(PY) -m bench.pipeline
 
 # Every fault scenario with 1,000 reports each (`make test` runs them with 150).
 test-faults: install broker

@@ -14,6 +14,12 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Self
 
+# No driver-level retryable writes on SecantusDB: it keeps a record of each one for 30 minutes
+# and scans them all on every write, so past ~10,000 writes its rate falls from ~1,100 to ~100
+# a second (make bench). Our writes are idempotent and handlers retry on their own; a mongod
+# URL (compose, Kubernetes) keeps the driver's default.
+EMBEDDED_URL_OPTIONS = "directConnection=true&retryWrites=false"
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -47,7 +53,7 @@ class EmbeddedMongo:
 
     @property
     def url(self) -> str:
-        return f"mongodb://127.0.0.1:{self.port}/?directConnection=true"
+        return f"mongodb://127.0.0.1:{self.port}/?{EMBEDDED_URL_OPTIONS}"
 
     def start(self, timeout: float = 30.0) -> str:
         if self.storage_path != ":memory:":

@@ -9,6 +9,7 @@ idempotent by event id, so an event published twice does no harm; one never publ
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
@@ -16,6 +17,7 @@ from enum import Enum
 from typing import Any
 
 import aiormq.exceptions
+from pymongo import UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 
 from shared.contracts import Event
@@ -50,12 +52,54 @@ class Flush(Enum):
 
 
 class Outbox:
+    """With `clear_every_s`, published marks are cleared by one bulk write every so often
+    instead of one write each (start() and stop() run that loop). A mark left by a crash is
+    only republished by the relay: harmless, as consumers are idempotent."""
+
     def __init__(
-        self, collection: AsyncCollection[Document], publish: PublishRaw, timeout_s: float = 3.0
+        self,
+        collection: AsyncCollection[Document],
+        publish: PublishRaw,
+        timeout_s: float = 3.0,
+        clear_every_s: float | None = None,
     ) -> None:
         self._collection = collection
         self._publish = publish
         self._timeout_s = timeout_s
+        self._clear_every_s = clear_every_s
+        self._to_clear: list[tuple[Document, Document]] = []
+        self._clearing: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        if self._clear_every_s is not None:
+            self._clearing = asyncio.create_task(self._clear_loop(self._clear_every_s))
+
+    async def stop(self) -> None:
+        if self._clearing is not None:
+            self._clearing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._clearing
+            self._clearing = None
+        await self._clear_pending()
+
+    async def _clear_loop(self, every_s: float) -> None:
+        while True:
+            await asyncio.sleep(every_s)
+            await self._clear_pending()
+
+    async def _clear_pending(self) -> None:
+        batch, self._to_clear = self._to_clear, []
+        if not batch:
+            return
+        try:
+            await self._collection.bulk_write([UpdateOne(f, u) for f, u in batch], ordered=False)
+        except Exception as exc:  # the marks stay; the relay publishes those events again
+            log.warning("clearing %d outbox marks failed: %s", len(batch), type(exc).__name__)
+
+    @staticmethod
+    def _clear(doc_id: str, stamp: datetime) -> tuple[Document, Document]:
+        # Only clear what we published: a later change may have queued new events meanwhile.
+        return {"_id": doc_id, OUTBOX_AT: stamp}, {"$unset": {OUTBOX: "", OUTBOX_AT: ""}}
 
     async def flush(self, doc_id: str, entries: Sequence[Document], stamp: datetime) -> Flush:
         """Publish a document's pending events and clear them; anything but `published` leaves
@@ -79,10 +123,11 @@ class Outbox:
                 extra={"case_id": doc_id},
             )
             return Flush.deferred
-        # Only clear what we published: a later change may have queued new events meanwhile.
-        await self._collection.update_one(
-            {"_id": doc_id, OUTBOX_AT: stamp}, {"$unset": {OUTBOX: "", OUTBOX_AT: ""}}
-        )
+        clear = self._clear(doc_id, stamp)
+        if self._clearing is not None:
+            self._to_clear.append(clear)
+        else:
+            await self._collection.update_one(*clear)
         return Flush.published
 
     async def flush_events(self, doc_id: str, events: Sequence[Event], stamp: datetime) -> Flush:

@@ -28,7 +28,7 @@ from shared import logging_json
 from shared.crypto import FieldCipher
 from shared.messaging import build_broker
 from shared.settings import CommonSettings
-from shared.storage import Document, ensure_indexes, mongo_client, ping
+from shared.storage import Document, command_origin, ensure_indexes, mongo_client, ping
 from shared.telemetry import configure_tracing
 from shared.topology import declare_topology
 
@@ -48,7 +48,7 @@ class Runtime:
     def __post_init__(self) -> None:
         configure_tracing(self.name)
         self.broker = build_broker(self.settings, self.registry, self.name)
-        self.mongo = mongo_client(self.settings)
+        self.mongo = mongo_client(self.settings, self.registry)
 
     @property
     def db(self) -> AsyncDatabase[Document]:
@@ -205,6 +205,7 @@ class Periodic:
         self._task: asyncio.Task[None] | None = None
 
     async def _loop(self) -> None:
+        command_origin.set("periodic")
         while True:
             await asyncio.sleep(self._interval_s)
             try:

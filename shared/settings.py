@@ -7,12 +7,13 @@ from typing import Literal, Self
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from shared.embedded import EMBEDDED_URL_OPTIONS
 from shared.topology import QueueKind, QueueOptions
 
 DEV_SECRET = "development-only-not-a-secret"  # noqa: S105 - the marker refused outside development
 DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
 EMBEDDED_MONGO_PORT = 27027
-DEFAULT_MONGO_URL = f"mongodb://127.0.0.1:{EMBEDDED_MONGO_PORT}/?directConnection=true"
+DEFAULT_MONGO_URL = f"mongodb://127.0.0.1:{EMBEDDED_MONGO_PORT}/?{EMBEDDED_URL_OPTIONS}"
 
 
 class CommonSettings(BaseSettings):
@@ -38,6 +39,11 @@ class CommonSettings(BaseSettings):
         ge=0,
         validation_alias="TRANSIENT_RETRY_S",
         description="How long a handler keeps retrying while the database or broker is down",
+    )
+    count_commands: bool = Field(
+        default=False,
+        validation_alias="BENCH_COUNT_COMMANDS",
+        description="Count database commands on /metrics (carerelay_db_commands_total)",
     )
     host: str = Field(default="127.0.0.1", validation_alias="BIND_HOST")
     log_level: str = Field(default="INFO", validation_alias="LOG_LEVEL")

@@ -7,9 +7,11 @@ updates; `modified_count` says who won a race.
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from typing import Any
 
-from pymongo import ASCENDING, AsyncMongoClient
+from prometheus_client import CollectorRegistry, Counter
+from pymongo import ASCENDING, AsyncMongoClient, monitoring
 from pymongo.asynchronous.database import AsyncDatabase
 
 from shared.settings import CommonSettings
@@ -23,13 +25,60 @@ AUDIT = "audit"  # append-only: who read or changed which case
 Document = dict[str, Any]
 
 
-def mongo_client(settings: CommonSettings) -> AsyncMongoClient[Document]:
-    """Create the client; it connects lazily, on first use (no I/O here)."""
+# What issued a database command: a message or request handler, or a background loop
+# (`shared.service.Periodic` sets "periodic"), so `make bench` can tell the hot path apart.
+command_origin: ContextVar[str] = ContextVar("carerelay_db_command_origin", default="handler")
+
+
+class CommandCounter(monitoring.CommandListener):
+    """Counts every command sent to the database (one round trip each), by command, collection
+    and origin; registered only when BENCH_COUNT_COMMANDS=1 (`make bench` counts, not guesses)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.commands = Counter(
+            "carerelay_db_commands",
+            "Database commands sent (round trips), by command, collection and origin",
+            ["command", "collection", "origin"],
+            registry=registry,
+        )
+        self.seconds = Counter(
+            "carerelay_db_command_seconds",
+            "Time spent waiting for database commands (its rate is the mean number in flight)",
+            ["origin"],
+            registry=registry,
+        )
+        self._origins: dict[int, str] = {}
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        target = event.command.get(event.command_name)  # getMore names a cursor, not a collection
+        collection = target if isinstance(target, str) else str(event.command.get("collection", ""))
+        origin = command_origin.get()
+        self._origins[event.request_id] = origin
+        self.commands.labels(event.command_name, collection, origin).inc()
+
+    def _finished(self, request_id: int, duration_micros: int) -> None:
+        origin = self._origins.pop(request_id, "handler")
+        self.seconds.labels(origin).inc(duration_micros / 1e6)
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        self._finished(event.request_id, event.duration_micros)
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        self._finished(event.request_id, event.duration_micros)
+
+
+def mongo_client(
+    settings: CommonSettings, registry: CollectorRegistry | None = None
+) -> AsyncMongoClient[Document]:
+    """Create the client; it connects lazily, on first use (no I/O here). With a metrics
+    registry and `BENCH_COUNT_COMMANDS` on, every command is counted there."""
+    listeners = [CommandCounter(registry)] if registry and settings.count_commands else []
     return AsyncMongoClient(
         settings.mongo_url,
         tz_aware=True,
         serverSelectionTimeoutMS=5_000,
         appname="carerelay",
+        event_listeners=listeners,
     )
 
 

@@ -35,7 +35,11 @@ def build_app(settings: IntakeSettings | None = None) -> FastAPI:
     document_publications(runtime.broker, HardshipReported)
     metrics = IntakeMetrics.create(runtime.registry)
     cases = MongoCaseRepository(runtime.db)
-    outbox = Outbox(runtime.db[CASES], lambda key, body: publish_body(runtime.broker, key, body))
+    outbox = Outbox(
+        runtime.db[CASES],
+        lambda key, body: publish_body(runtime.broker, key, body),
+        clear_every_s=settings.outbox_clear_interval_s,
+    )
     intake = Intake(
         cases,
         outbox,
@@ -76,8 +80,8 @@ def build_app(settings: IntakeSettings | None = None) -> FastAPI:
         runtime,
         title="CareRelay intake",
         description="Hotlines post hardship reports here; each becomes a tracked case.",
-        on_startup=[relay_loop.start],
-        on_shutdown=[relay_loop.stop],
+        on_startup=[outbox.start, relay_loop.start],
+        on_shutdown=[relay_loop.stop, outbox.stop],
     )
     install_error_handler(app, metrics)
     app.state.guard = Guard(

@@ -10,6 +10,12 @@ class IntakeSettings(CommonSettings):
         default=2.0, gt=0, validation_alias="OUTBOX_RELAY_INTERVAL_S"
     )
     outbox_grace_s: float = Field(default=5.0, ge=0, validation_alias="OUTBOX_GRACE_S")
+    outbox_clear_interval_s: float = Field(
+        default=0.25,
+        gt=0,
+        validation_alias="OUTBOX_CLEAR_INTERVAL_S",
+        description="Published outbox marks are cleared together this often (one bulk write)",
+    )
     shed_for_s: float = Field(
         default=5.0,
         gt=0,

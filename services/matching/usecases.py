@@ -431,7 +431,9 @@ class Matching:
     ) -> tuple[Candidate, bool] | None:
         """The first candidate whose capacity we hold, and whether this call took it."""
         for candidate in candidates:
-            claim = await self._helpers.claim(candidate.helper.id, case_id)
+            claim = await self._helpers.claim(
+                candidate.helper.id, case_id, candidate.helper.capacity
+            )
             if claim is Claim.taken:
                 self._index.adjust_load(candidate.helper.id, +1)
                 return candidate, True

@@ -62,12 +62,12 @@ class FakeHelpers:
         self._calls("helpers.some")
         return [copy.deepcopy(self.docs[i]) for i in helper_ids if i in self.docs]
 
-    async def claim(self, helper_id: str, case_id: str) -> Claim:
+    async def claim(self, helper_id: str, case_id: str, capacity: int) -> Claim:
         self._calls("helpers.claim")
         doc = self.docs[helper_id]
         if case_id in doc["case_ids"]:
             return Claim.already_held
-        if not doc["active"] or doc["load"] >= doc["capacity"]:
+        if not doc["active"] or doc["capacity"] != capacity or doc["load"] >= capacity:
             return Claim.refused
         doc["load"] += 1
         doc["offers"] += 1
