@@ -9,6 +9,7 @@ from fastapi import FastAPI
 from faststream.middlewares import AckPolicy
 from faststream.rabbit import RabbitQueue
 
+from shared.audit import MongoAuditLog
 from shared.contracts import (
     CaseAccepted,
     CaseAssigned,
@@ -126,5 +127,5 @@ def build_app(settings: MatchingSettings | None = None) -> FastAPI:
     app.include_router(
         registry_router(db, broker, settings.person_key_secret.get_secret_value().encode())
     )
-    app.include_router(offers_router(matching, links, MongoCaseStore(db)))
+    app.include_router(offers_router(matching, links, MongoCaseStore(db), MongoAuditLog(db)))
     return app
