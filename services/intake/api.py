@@ -12,6 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from pymongo.errors import ConnectionFailure
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from shared.audit import AuditLog
 from shared.auth import Caller, Role
@@ -229,8 +230,8 @@ def install_error_handler(app: FastAPI, metrics: IntakeMetrics) -> None:
             headers={"Retry-After": "5"},
         )
 
-    @app.exception_handler(HTTPException)
-    async def _refused(_: Request, exc: HTTPException) -> JSONResponse:
+    @app.exception_handler(StarletteHTTPException)  # FastAPI's own (e.g. unparsable body) too
+    async def _refused(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         body = exc.detail if isinstance(exc.detail, dict) else {"error": str(exc.detail)}
         body.setdefault("message", body["error"])
         metrics.rejected.labels(str(exc.status_code)).inc()
@@ -271,7 +272,9 @@ def router(
 ) -> APIRouter:
     api = APIRouter(prefix="/v1", tags=["reports"])
     refusals: dict[int | str, dict[str, Any]] = {
+        400: {"model": Problem, "description": "The body could not be parsed at all"},
         401: {"model": Problem, "description": "No, unknown or revoked API key; bad signature"},
+        403: {"model": Problem, "description": "The key's role or scope does not allow this"},
         429: {"model": Problem, "description": "Too many requests for this key"},
     }
 
@@ -281,7 +284,6 @@ def router(
         response_model=ReportAccepted,
         responses={
             200: {"model": ReportAccepted, "description": "Already reported: the same case"},
-            403: {"model": Problem, "description": "Source or division outside this key's scope"},
             413: {"model": Problem, "description": "Body too large"},
             422: {"model": ValidationProblem, "description": "Bad input; each bad field named"},
             503: {"model": Problem, "description": "Overloaded; retry after the given seconds"},
