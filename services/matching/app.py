@@ -105,6 +105,11 @@ def build_app(settings: MatchingSettings | None = None) -> FastAPI:
         Periodic("offer timeouts", settings.sweep_interval_s, matching.sweep_timeouts),
         Periodic("outbox relay", settings.outbox_relay_interval_s, relay),
         Periodic("open case count", settings.case_count_interval_s, matching.count_open_cases),
+        Periodic(
+            "claim reconciliation",
+            settings.reconcile_interval_s,
+            lambda: matching.reconcile_claims(timedelta(seconds=settings.reconcile_grace_s)),
+        ),
     ]
 
     async def start() -> None:

@@ -351,3 +351,42 @@ async def test_a_case_nobody_has_accepted_counts_as_overdue_once_its_first_conta
     world.clock.advance(minutes=31)  # a P1 case: first contact within 30 minutes
     await world.matching.count_open_cases()
     assert gauge("carerelay_matching_first_contact_overdue", priority="P1") == 1
+
+
+GRACE = timedelta(minutes=5)
+
+
+async def test_capacity_held_by_a_replica_that_died_mid_decision_is_given_back() -> None:
+    world = await started([volunteer_record("near", 0.5), volunteer_record("far", 3.0), DESK])
+    event = report(world)
+    await world.helpers.claim("far", event.case_id)  # the dead replica's claim
+    await world.matching.on_reported(event)  # the redelivery chose "near"
+    assert world.helpers.docs["far"]["load"] == 1
+    assert await world.matching.reconcile_claims(GRACE) == 0, "first sighting: only suspected"
+    world.clock.advance(minutes=5)
+    assert await world.matching.reconcile_claims(GRACE) == 1
+    assert (world.helpers.docs["far"]["load"], world.helpers.docs["far"]["case_ids"]) == (0, [])
+    assert world.helpers.docs["near"]["case_ids"] == [event.case_id], "the real offer keeps it"
+
+
+async def test_a_claim_for_a_case_not_yet_decided_is_never_given_back() -> None:
+    world = await started([volunteer_record("near", 0.5), DESK])
+    event = report(world)
+    await world.helpers.claim("near", event.case_id)  # decision in flight
+    for _ in range(3):
+        assert await world.matching.reconcile_claims(GRACE) == 0
+        world.clock.advance(minutes=10)
+    assert world.helpers.docs["near"]["load"] == 1
+
+
+async def test_a_case_that_moved_between_two_passes_is_looked_at_afresh() -> None:
+    world = await started([volunteer_record("near", 0.5), volunteer_record("far", 3.0), DESK])
+    event = report(world)
+    await world.helpers.claim("far", event.case_id)
+    await world.matching.on_reported(event)
+    await world.matching.reconcile_claims(GRACE)
+    world.cases.docs[event.case_id]["version"] += 1  # e.g. the offer was just answered
+    world.clock.advance(minutes=5)
+    assert await world.matching.reconcile_claims(GRACE) == 0, "changed since: suspect anew"
+    world.clock.advance(minutes=5)
+    assert await world.matching.reconcile_claims(GRACE) == 1
