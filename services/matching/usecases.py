@@ -55,6 +55,7 @@ from .lifecycle import (
     answer,
     climbed,
     escalated,
+    holder,
     offered,
     resolve,
     rungs_to_try,
@@ -536,9 +537,15 @@ class Matching:
         }
 
     async def _undo(self, step: Step, case_id: str) -> None:
-        if step.fresh_claim is not None:
-            await self._helpers.release(step.fresh_claim, case_id)
-            self._index.adjust_load(step.fresh_claim, -1)
+        """Give back the claim this attempt took — unless the decision that won uses the same
+        helper: a duplicate delivery racing this one found the claim held and shares it."""
+        if step.fresh_claim is None:
+            return
+        stored = await self._cases.get(case_id)
+        if stored is not None and holder(CaseState.of(stored)) == step.fresh_claim:
+            return
+        await self._helpers.release(step.fresh_claim, case_id)
+        self._index.adjust_load(step.fresh_claim, -1)
 
     async def _republish(self, case_id: str) -> None:
         stored = await self._cases.events(case_id)

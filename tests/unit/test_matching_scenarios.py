@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -38,6 +39,7 @@ from shared.contracts import (
     Resolver,
     Urgency,
 )
+from shared.storage import Document
 from tests.unit.matching_fakes import HOME, KM, World, report, volunteer_record
 
 POLICY = Policy.load()
@@ -390,3 +392,27 @@ async def test_a_case_that_moved_between_two_passes_is_looked_at_afresh() -> Non
     assert await world.matching.reconcile_claims(GRACE) == 0, "changed since: suspect anew"
     world.clock.advance(minutes=5)
     assert await world.matching.reconcile_claims(GRACE) == 1
+
+
+async def test_two_deliveries_racing_share_one_claim_and_the_loser_leaves_it_held() -> None:
+    world = await started([volunteer_record("near", 0.5), DESK])
+    event = report(world)
+    store_apply, gate, first = world.cases.apply, asyncio.Event(), asyncio.Event()
+
+    async def stalled_apply(case_id: str, version: int, update: Document) -> bool:
+        if not first.is_set():  # the first delivery stalls between its claim and its write
+            first.set()
+            await gate.wait()
+        return await store_apply(case_id, version, update)
+
+    world.cases.apply = stalled_apply  # type: ignore[method-assign]
+    loser = asyncio.create_task(world.matching.on_reported(event))
+    await first.wait()
+    await world.matching.on_reported(event)  # the redelivery finds the claim held, and wins
+    gate.set()
+    await loser  # its write fails; it must not give back the claim the winner uses
+    assert world.cases.docs[event.case_id]["status"] == "assigned"
+    assert (world.helpers.docs["near"]["load"], world.helpers.docs["near"]["case_ids"]) == (
+        1,
+        [event.case_id],
+    )
