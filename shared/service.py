@@ -25,7 +25,10 @@ from pymongo.asynchronous.database import AsyncDatabase
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared import logging_json
+from shared.auth import Authenticator, MongoKeyStore
 from shared.crypto import FieldCipher
+from shared.guard import Guard
+from shared.http import BodyLimit
 from shared.messaging import build_broker
 from shared.settings import CommonSettings
 from shared.storage import Document, command_origin, ensure_indexes, mongo_client, ping
@@ -163,6 +166,12 @@ def create_app(
 
     app = FastAPI(title=title, description=description, version="1", lifespan=lifespan)
     app.state.runtime = runtime
+    app.state.guard = Guard(
+        Authenticator(MongoKeyStore(runtime.db), runtime.cipher, runtime.settings.key_cache_s),
+        runtime.settings.rate_limit,
+        runtime.settings.signature_window_s,
+    )
+    app.add_middleware(BodyLimit, max_bytes=runtime.settings.max_body_bytes)
     app.add_middleware(HttpMetrics, duration=http_duration(runtime.registry))
     FastAPIInstrumentor.instrument_app(
         app, excluded_urls="healthz,readyz,metrics", exclude_spans=["receive", "send"]

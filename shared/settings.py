@@ -56,6 +56,21 @@ class CommonSettings(BaseSettings):
         description="Encrypts personal data at rest (AES-256-GCM); 32+ random characters",
     )
 
+    # Every HTTP API: body size, and the API keys of hotlines, duty officers and administrators.
+    max_body_bytes: int = Field(default=64 * 1024, ge=1024, validation_alias="MAX_BODY_BYTES")
+    rate_limit: str = Field(
+        default="100/second",
+        validation_alias="RATE_LIMIT_PER_KEY",
+        description="Per key and replica, in the `limits` notation: 50/second, 1000/minute",
+    )
+    signature_window_s: float = Field(default=300, gt=0, validation_alias="SIGNATURE_WINDOW_S")
+    key_cache_s: float = Field(
+        default=30,
+        ge=0,
+        validation_alias="API_KEY_CACHE_S",
+        description="How soon a revoked key stops working",
+    )
+
     @property
     def queue_options(self) -> QueueOptions:
         return QueueOptions(self.queue_type, self.delivery_limit, self.queue_max_length)

@@ -3,25 +3,29 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, FastAPI, HTTPException, Request, Response, status
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from pymongo.errors import ConnectionFailure
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from shared.audit import AuditLog
-from shared.auth import Role
-from shared.contracts import HardshipReport, utcnow
+from shared.auth import Caller, Role
+from shared.contracts import HardshipReport, Resolution, ResolveCase, Resolver, utcnow
 from shared.crypto import FieldCipher
+from shared.guard import Authorized, require
 
 from .metrics import IntakeMetrics
 from .privacy import PersonView, person_view
 from .repository import CaseRepository
-from .security import Authorized
 from .usecases import Intake, Overloaded
+
+DutyOfficer = Annotated[Caller, Depends(require(Role.operator))]
 
 
 class ReportAccepted(BaseModel):
@@ -226,8 +230,8 @@ def install_error_handler(app: FastAPI, metrics: IntakeMetrics) -> None:
             headers={"Retry-After": "5"},
         )
 
-    @app.exception_handler(HTTPException)
-    async def _refused(_: Request, exc: HTTPException) -> JSONResponse:
+    @app.exception_handler(StarletteHTTPException)  # FastAPI's own (e.g. unparsable body) too
+    async def _refused(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         body = exc.detail if isinstance(exc.detail, dict) else {"error": str(exc.detail)}
         body.setdefault("message", body["error"])
         metrics.rejected.labels(str(exc.status_code)).inc()
@@ -250,12 +254,27 @@ class Problem(BaseModel):
     message: str
 
 
+class ResolutionRequest(BaseModel):
+    resolution: Resolution
+
+
+class ResolutionAccepted(BaseModel):
+    case_id: str
+    status_url: str
+
+
 def router(
-    intake: Intake, cases: CaseRepository, audit: AuditLog, cipher: FieldCipher
+    intake: Intake,
+    cases: CaseRepository,
+    audit: AuditLog,
+    cipher: FieldCipher,
+    send: Callable[[ResolveCase], Awaitable[None]],
 ) -> APIRouter:
     api = APIRouter(prefix="/v1", tags=["reports"])
     refusals: dict[int | str, dict[str, Any]] = {
+        400: {"model": Problem, "description": "The body could not be parsed at all"},
         401: {"model": Problem, "description": "No, unknown or revoked API key; bad signature"},
+        403: {"model": Problem, "description": "The key's role or scope does not allow this"},
         429: {"model": Problem, "description": "Too many requests for this key"},
     }
 
@@ -265,7 +284,6 @@ def router(
         response_model=ReportAccepted,
         responses={
             200: {"model": ReportAccepted, "description": "Already reported: the same case"},
-            403: {"model": Problem, "description": "Source or division outside this key's scope"},
             413: {"model": Problem, "description": "Body too large"},
             422: {"model": ValidationProblem, "description": "Bad input; each bad field named"},
             503: {"model": Problem, "description": "Overloaded; retry after the given seconds"},
@@ -315,6 +333,40 @@ def router(
             raise HTTPException(404, detail={"error": "not found", "message": "no such case"})
         view = CaseView.of(doc)
         return view.model_copy(update={"person": person_view(doc, caller, cipher)})
+
+    @api.post(
+        "/cases/{case_id}/resolution",
+        status_code=status.HTTP_202_ACCEPTED,
+        response_model=ResolutionAccepted,
+        summary="Close an escalated case as the duty desk (an operator key for its district)",
+        description="Matching applies it if the case is with the duty desk; follow `status_url`.",
+        responses={
+            404: {"model": Problem, "description": "No such case in your scope"},
+            **refusals,
+        },
+    )
+    async def resolve(
+        case_id: str,
+        request: ResolutionRequest,
+        caller: DutyOfficer,
+    ) -> ResolutionAccepted:
+        doc = await cases.get(case_id)
+        visible = doc is not None and caller.may_read(
+            doc["source"], doc["location"]["division_code"]
+        )
+        await audit.record(
+            actor=caller.key_id,
+            action="resolve",
+            case_id=case_id,
+            at=utcnow(),
+            outcome=request.resolution.value if visible else "not_found",
+        )
+        if not visible:
+            raise HTTPException(404, detail={"error": "not found", "message": "no such case"})
+        await send(
+            ResolveCase(case_id=case_id, resolution=request.resolution, by=Resolver.duty_desk)
+        )
+        return ResolutionAccepted(case_id=case_id, status_url=f"/v1/cases/{case_id}")
 
     return api
 

@@ -8,9 +8,7 @@ from datetime import timedelta
 from fastapi import FastAPI
 
 from shared.audit import MongoAuditLog
-from shared.auth import Authenticator, MongoKeyStore
-from shared.contracts import HardshipReport, HardshipReported, utcnow
-from shared.http import BodyLimit
+from shared.contracts import HardshipReport, HardshipReported, ResolveCase, utcnow
 from shared.messaging import document_publications, publish_body
 from shared.outbox import Flush, Outbox
 from shared.service import Periodic, Runtime, configure_logging, create_app
@@ -20,7 +18,6 @@ from shared.topology import EVENTS, INTAKE_REPORTS, work_queue
 from .api import ReportAccepted, install_error_handler, router
 from .metrics import IntakeMetrics
 from .repository import MongoCaseRepository
-from .security import Guard
 from .settings import IntakeSettings
 from .usecases import Intake, Overloaded
 
@@ -84,11 +81,9 @@ def build_app(settings: IntakeSettings | None = None) -> FastAPI:
         on_shutdown=[relay_loop.stop, outbox.stop],
     )
     install_error_handler(app, metrics)
-    app.state.guard = Guard(
-        Authenticator(MongoKeyStore(runtime.db), runtime.cipher, settings.key_cache_s),
-        settings.rate_limit,
-        settings.signature_window_s,
-    )
-    app.include_router(router(intake, cases, MongoAuditLog(runtime.db), runtime.cipher))
-    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+
+    async def send(command: ResolveCase) -> None:
+        await publish_body(runtime.broker, command.routing_key, command.model_dump(mode="json"))
+
+    app.include_router(router(intake, cases, MongoAuditLog(runtime.db), runtime.cipher, send))
     return app

@@ -8,13 +8,15 @@ from datetime import datetime
 from typing import Annotated
 from urllib.parse import parse_qs
 
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from faststream.rabbit import RabbitBroker
 from pydantic import BaseModel
 from pymongo.asynchronous.database import AsyncDatabase
 
+from shared.audit import AuditLog
+from shared.auth import Role
 from shared.contracts import (
     HelperKind,
     OfferAnswer,
@@ -25,6 +27,7 @@ from shared.contracts import (
     Resolver,
     utcnow,
 )
+from shared.guard import require
 from shared.labels import district_name, labels
 from shared.registry import announce_change, load_helpers, upsert_helpers
 from shared.storage import Document
@@ -59,14 +62,20 @@ def registry_router(
     @api.put(
         "/helpers",
         response_model=RegistryWritten,
-        summary="Add or update helpers; open-case counts are kept",
+        summary="Add or update helpers; open-case counts are kept (an admin key)",
+        dependencies=[Depends(require(Role.admin))],
     )
     async def put_helpers(registry: Registry) -> RegistryWritten:
         written = await upsert_helpers(db, registry.helpers, utcnow(), person_secret)
         await announce_change(broker, [h.id for h in registry.helpers])
         return RegistryWritten(written=written)
 
-    @api.get("/helpers", response_model=list[HelperSummary], summary="Helpers, without contacts")
+    @api.get(
+        "/helpers",
+        response_model=list[HelperSummary],
+        summary="Helpers, without contacts (an operator or admin key)",
+        dependencies=[Depends(require(Role.operator, Role.admin))],
+    )
     async def list_helpers(
         kind: Annotated[HelperKind | None, Query()] = None,
     ) -> list[HelperSummary]:
@@ -119,8 +128,18 @@ class AnswerResult(BaseModel):
     message: str
 
 
-def offers_router(matching: Matching, links: OfferLinks, cases: CaseStore) -> APIRouter:
+def offers_router(
+    matching: Matching, links: OfferLinks, cases: CaseStore, audit: AuditLog
+) -> APIRouter:
     api = APIRouter(prefix="/v1/offers", tags=["offers"])
+
+    async def record(doc: Document, ref: OfferRef, action: str, outcome: str) -> None:
+        """Who acted through a signed link: the helper the offer was made to."""
+        offer = next((o for o in CaseState.of(doc).offers if o.offer_id == ref.offer_id), None)
+        actor = f"helper:{offer.helper_id}" if offer else f"offer:{ref.offer_id}"
+        await audit.record(
+            actor=actor, action=action, case_id=ref.case_id, at=utcnow(), outcome=outcome
+        )
 
     async def load(token: str) -> tuple[OfferRef, Document]:
         ref = links.read(token)
@@ -153,12 +172,13 @@ def offers_router(matching: Matching, links: OfferLinks, cases: CaseStore) -> AP
         return JSONResponse(summary.model_dump(mode="json"))
 
     async def respond(token: str, request: Request, response: OfferResponse) -> Response:
-        ref, _ = await load(token)
+        ref, doc = await load(token)
         reason = await _reason(request)
         reply = OfferAnswer(
             case_id=ref.case_id, offer_id=ref.offer_id, response=response, reason=reason
         )
         outcome = await matching.answer(reply)
+        await record(doc, ref, response.value, outcome.value)
         if outcome is Answer.stale:
             result = AnswerResult(result="closed", message="这个任务已处理或已过期，谢谢您。")
             return _reply(result, request, 409)
@@ -202,7 +222,7 @@ def offers_router(matching: Matching, links: OfferLinks, cases: CaseStore) -> AP
         responses={409: {"model": AnswerResult}, 422: {"description": "Unknown resolution"}},
     )
     async def resolve(token: str, request: Request) -> Response:
-        ref, _ = await load(token)
+        ref, doc = await load(token)
         value = await _field(request, "resolution")
         try:
             resolution = Resolution(value)
@@ -220,7 +240,9 @@ def offers_router(matching: Matching, links: OfferLinks, cases: CaseStore) -> AP
         command = ResolveCase(
             case_id=ref.case_id, resolution=resolution, by=Resolver.helper, offer_id=ref.offer_id
         )
-        if not await matching.resolve(command):
+        resolved = await matching.resolve(command)
+        await record(doc, ref, "resolve", resolution.value if resolved else "refused")
+        if not resolved:
             result = AnswerResult(result="closed", message="这个任务已办结或不在您名下，谢谢您。")
             return _reply(result, request, 409)
         result = AnswerResult(result="resolved", message="已办结，感谢您的帮助！")

@@ -9,6 +9,7 @@ from fastapi import FastAPI
 from faststream.middlewares import AckPolicy
 from faststream.rabbit import RabbitQueue
 
+from shared.audit import MongoAuditLog
 from shared.contracts import (
     CaseAccepted,
     CaseAssigned,
@@ -104,6 +105,11 @@ def build_app(settings: MatchingSettings | None = None) -> FastAPI:
         Periodic("offer timeouts", settings.sweep_interval_s, matching.sweep_timeouts),
         Periodic("outbox relay", settings.outbox_relay_interval_s, relay),
         Periodic("open case count", settings.case_count_interval_s, matching.count_open_cases),
+        Periodic(
+            "claim reconciliation",
+            settings.reconcile_interval_s,
+            lambda: matching.reconcile_claims(timedelta(seconds=settings.reconcile_grace_s)),
+        ),
     ]
 
     async def start() -> None:
@@ -126,5 +132,5 @@ def build_app(settings: MatchingSettings | None = None) -> FastAPI:
     app.include_router(
         registry_router(db, broker, settings.person_key_secret.get_secret_value().encode())
     )
-    app.include_router(offers_router(matching, links, MongoCaseStore(db)))
+    app.include_router(offers_router(matching, links, MongoCaseStore(db), MongoAuditLog(db)))
     return app

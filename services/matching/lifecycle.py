@@ -226,3 +226,29 @@ def resolve(
     else:
         return None
     return replace(state, status=CaseStatus.resolved, closing=closing)
+
+
+def holder(state: CaseState) -> str | None:
+    """The helper whose capacity a case rightly holds: the open or the accepted offer's."""
+    if state.status is CaseStatus.assigned and state.open_offer is not None:
+        return state.open_offer.helper_id
+    if state.status is CaseStatus.accepted and state.accepted_offer is not None:
+        return state.accepted_offer.helper_id
+    return None
+
+
+def stale_claims(
+    claims: dict[str, list[str]], cases: dict[str, CaseState]
+) -> list[tuple[str, str, int]]:
+    """Claims of capacity that no case backs: (helper, case, case version). A claim for a case
+    still `received` is left alone (its decision may be in flight, or waiting for redelivery);
+    a case that has moved on without this helper no longer needs it."""
+    stale = []
+    for helper_id, case_ids in claims.items():
+        for case_id in case_ids:
+            state = cases.get(case_id)
+            if state is None or state.status is CaseStatus.received:
+                continue
+            if holder(state) != helper_id:
+                stale.append((helper_id, case_id, state.version))
+    return stale

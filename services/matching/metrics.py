@@ -14,6 +14,7 @@ WAIT_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 9
 class MatchingMetrics:
     decisions: Counter
     claim_conflicts: Counter
+    claims_released: Counter
     report_to_decision: Histogram
     report_to_first_offer: Histogram
     candidate_search: Histogram
@@ -37,6 +38,12 @@ class MatchingMetrics:
             claim_conflicts=Counter(
                 "carerelay_matching_claim_conflicts_total",
                 "Capacity claims lost to another case or replica",
+                registry=registry,
+            ),
+            claims_released=Counter(
+                "carerelay_matching_stale_claims_released_total",
+                "Capacity held for a case that went to someone else, given back by the "
+                "reconciliation pass",
                 registry=registry,
             ),
             report_to_decision=Histogram(

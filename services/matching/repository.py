@@ -32,6 +32,9 @@ class HelperStore(Protocol):
 
     async def count_accept(self, helper_id: str) -> None: ...
 
+    async def claims(self) -> dict[str, list[str]]:
+        """The cases each helper holds capacity for (helpers holding none are left out)."""
+
 
 class CaseStore(Protocol):
     async def get(self, case_id: str) -> Document | None: ...
@@ -48,6 +51,9 @@ class CaseStore(Protocol):
 
     async def open_cases(self) -> list[Document]:
         """Status, priority and first-contact deadline of every case not yet resolved."""
+
+    async def states(self, case_ids: list[str]) -> list[Document]:
+        """Status, version and offers of these cases."""
 
 
 class PeopleStore(Protocol):
@@ -102,6 +108,10 @@ class MongoHelperStore:
     async def count_accept(self, helper_id: str) -> None:
         await self._helpers.update_one({"_id": helper_id}, {"$inc": {"accepts": 1}})
 
+    async def claims(self) -> dict[str, list[str]]:
+        cursor = self._helpers.find({"load": {"$gt": 0}}, {"case_ids": 1})
+        return {doc["_id"]: list(doc.get("case_ids", [])) async for doc in cursor}
+
 
 class MongoCaseStore:
     def __init__(self, db: AsyncDatabase[Document]) -> None:
@@ -127,6 +137,12 @@ class MongoCaseStore:
     async def overdue_offers(self, now: datetime, limit: int) -> list[Document]:
         cursor = self._cases.find(
             {"offer_due": {"$lt": now}, "status": "assigned"}, {"offers": 1}, limit=limit
+        )
+        return [doc async for doc in cursor]
+
+    async def states(self, case_ids: list[str]) -> list[Document]:
+        cursor = self._cases.find(
+            {"_id": {"$in": case_ids}}, {"status": 1, "version": 1, "offers": 1, "ladder": 1}
         )
         return [doc async for doc in cursor]
 

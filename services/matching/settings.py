@@ -28,6 +28,15 @@ class MatchingSettings(CommonSettings):
         validation_alias="CASE_COUNT_INTERVAL_S",
         description="How often the open-case gauges are counted from the store",
     )
+    reconcile_interval_s: float = Field(
+        default=60.0, gt=0, validation_alias="CLAIM_RECONCILE_INTERVAL_S"
+    )
+    reconcile_grace_s: float = Field(
+        default=300.0,
+        ge=0,
+        validation_alias="CLAIM_RECONCILE_GRACE_S",
+        description="A claim no case backs is released after looking stale this long",
+    )
     ack_window_scale: float = Field(
         default=1.0,
         gt=0,

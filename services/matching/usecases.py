@@ -55,9 +55,11 @@ from .lifecycle import (
     answer,
     climbed,
     escalated,
+    holder,
     offered,
     resolve,
     rungs_to_try,
+    stale_claims,
 )
 from .links import OfferLinks
 from .metrics import MatchingMetrics
@@ -122,6 +124,7 @@ class Matching:
         self._links = links
         self._metrics = metrics
         self._cipher = cipher
+        self._suspects: dict[tuple[str, str], tuple[int, datetime]] = {}
         self._stored_candidates = stored_candidates
         self._stored_exclusions = stored_exclusions
         self._ack_window_scale = ack_window_scale
@@ -147,6 +150,31 @@ class Matching:
             self._index.upsert(Helper.of(doc))
         self._index.set_people(await self._people.keys())
         self._metrics.helpers_indexed.set(len(self._index))
+
+    async def reconcile_claims(self, grace: timedelta) -> int:
+        """Give back capacity held for a case that went to someone else — a replica died
+        between claiming a helper and recording its choice, and the redelivery chose another.
+        A claim is released only when it looked stale twice, `grace` apart, with the case
+        unchanged in between, so a decision in flight is never undone."""
+        claims = await self._helpers.claims()
+        held = sorted({case_id for case_ids in claims.values() for case_id in case_ids})
+        states = {d["_id"]: CaseState.of(d) for d in await self._cases.states(held)} if held else {}
+        now, released = self._clock(), 0
+        suspects: dict[tuple[str, str], tuple[int, datetime]] = {}
+        for helper_id, case_id, version in stale_claims(claims, states):
+            seen = self._suspects.get((helper_id, case_id))
+            if seen is None or seen[0] != version:
+                suspects[helper_id, case_id] = (version, now)
+            elif now - seen[1] >= grace:
+                await self._helpers.release(helper_id, case_id)
+                self._index.adjust_load(helper_id, -1)
+                self._metrics.claims_released.inc()
+                log.warning("released a stale claim of %s for case %s", helper_id, case_id)
+                released += 1
+            else:
+                suspects[helper_id, case_id] = seen
+        self._suspects = suspects
+        return released
 
     async def count_open_cases(self) -> None:
         """Set the open-case gauges from the store (a periodic pass, not per event)."""
@@ -511,9 +539,15 @@ class Matching:
         }
 
     async def _undo(self, step: Step, case_id: str) -> None:
-        if step.fresh_claim is not None:
-            await self._helpers.release(step.fresh_claim, case_id)
-            self._index.adjust_load(step.fresh_claim, -1)
+        """Give back the claim this attempt took — unless the decision that won uses the same
+        helper: a duplicate delivery racing this one found the claim held and shares it."""
+        if step.fresh_claim is None:
+            return
+        stored = await self._cases.get(case_id)
+        if stored is not None and holder(CaseState.of(stored)) == step.fresh_claim:
+            return
+        await self._helpers.release(step.fresh_claim, case_id)
+        self._index.adjust_load(step.fresh_claim, -1)
 
     async def _republish(self, case_id: str) -> None:
         stored = await self._cases.events(case_id)

@@ -107,15 +107,23 @@ def build_app(settings: NotifySettings | None = None) -> FastAPI:
         metrics.helpers_cached.set(len(directory))
 
     reloads = Periodic("notify-registry-reload", settings.registry_refresh_s, reload_directory)
+    interrupted = timedelta(seconds=settings.interrupted_after_s)
+    sweeps = Periodic(
+        "notify-interrupted-sweep",
+        settings.interrupted_sweep_s,
+        lambda: notify.sweep_interrupted(interrupted),
+    )
 
     async def start() -> None:
         await store.ensure_indexes()
         await declare_retry_queues(broker, delays, settings.queue_type)
         await reload_directory()
         await reloads.start()
+        await sweeps.start()
 
     async def stop() -> None:
         await reloads.stop()
+        await sweeps.stop()
         for channel in channels.values():
             await channel.aclose()
 

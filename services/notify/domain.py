@@ -97,7 +97,8 @@ def _routes(
     ctx: Context, addresses: list[tuple[Reaches, str | None]], *, private: bool, voice: bool = False
 ) -> tuple[Route, ...]:
     """Each address, over every configured channel reaching it (text before voice), skipping
-    group chats when the message is private; the console last when it is configured."""
+    group chats and the console when the message is private; else the console last when it is
+    configured."""
     routes: list[Route] = []
     for reach, address in addresses:
         if not address:
@@ -106,7 +107,7 @@ def _routes(
             if private and not info.private:
                 continue
             routes.append(Route(info.name, address))
-    return _with_console(ctx, routes)
+    return tuple(dict.fromkeys(routes)) if private else _with_console(ctx, routes)
 
 
 def _reaching(ctx: Context, reach: Reaches, voice: bool = False) -> list[ChannelInfo]:
@@ -291,7 +292,8 @@ def arranged(
         _reaching(ctx, "phone", voice=True),
         via_carer,
     )
-    routes = _with_console(ctx, [Route(c.name, phone) for c in order] if phone else [])
+    # It names the person: never the console (a log), whatever is configured.
+    routes = tuple(Route(c.name, phone) for c in order) if phone else ()
     return PlannedMessage(
         purpose="arranged",
         recipient_kind="carer" if via_carer else "person",

@@ -36,6 +36,13 @@ class OutreachStore(Protocol):
 
     async def finish(self, case_id: str, key: str, outcome: Document) -> None: ...
 
+    async def unfinished(self, before: datetime, limit: int = 200) -> list[Document]:
+        """Cases holding an attempt still `sending` since before `before` (its process died
+        between recording it and recording the result), with what it takes to report it."""
+
+    async def mark_interrupted(self, case_id: str, key: str, at: datetime) -> bool:
+        """`sending` -> `interrupted`, unless someone finished or marked it first."""
+
     async def dead_letter(self, record: OutreachDeadLetter) -> None:
         """Keep a message every channel gave up on (unless a later round is already kept)."""
 
@@ -91,6 +98,22 @@ class MongoOutreachStore:
             {"$set": {f"outreach.$.{field}": value for field, value in outcome.items()}},
         )
 
+    async def unfinished(self, before: datetime, limit: int = 200) -> list[Document]:
+        stuck = {"$elemMatch": {"status": "sending", "at": {"$lt": before}}}
+        cursor = self._cases.find(
+            {"outreach": stuck},
+            {"outreach": 1, "events": 1, "facts": 1, "source": 1, "external_id": 1},
+            limit=limit,
+        )
+        return [doc async for doc in cursor]
+
+    async def mark_interrupted(self, case_id: str, key: str, at: datetime) -> bool:
+        result = await self._cases.update_one(
+            {"_id": case_id, "outreach": {"$elemMatch": {"key": key, "status": "sending"}}},
+            {"$set": {"outreach.$.status": "interrupted", "outreach.$.finished_at": at}},
+        )
+        return result.modified_count == 1
+
     async def dead_letter(self, record: OutreachDeadLetter) -> None:
         fields = record.model_dump(by_alias=True, exclude={"id"})
         try:
@@ -117,9 +140,13 @@ def attempt_record(
     recipient: str,
     at: datetime,
     owner: str = "",
+    ref: str = "",
+    recipient_id: str = "",
 ) -> Document:
     return {
         "key": key,
+        "ref": ref,
+        "recipient_id": recipient_id,
         "purpose": purpose,
         "recipient_kind": recipient_kind,
         "channel": channel,

@@ -28,6 +28,15 @@ class NotifySettings(CommonSettings, ChannelSettings):
         validation_alias="NOTIFY_RETRY_BASE_S",
         description="First retry delay; each next one doubles (with jitter)",
     )
+    interrupted_after_s: float = Field(
+        default=120.0,
+        gt=0,
+        validation_alias="NOTIFY_INTERRUPTED_AFTER_S",
+        description="An attempt still `sending` this long was cut off mid-send: dead-letter it",
+    )
+    interrupted_sweep_s: float = Field(
+        default=30.0, gt=0, validation_alias="NOTIFY_INTERRUPTED_SWEEP_S"
+    )
     registry_refresh_s: float = Field(
         default=300.0, gt=0, validation_alias="NOTIFY_REGISTRY_REFRESH_S"
     )

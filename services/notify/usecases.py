@@ -12,8 +12,8 @@ import random
 import uuid
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
-from datetime import datetime
-from typing import Annotated
+from datetime import datetime, timedelta
+from typing import Annotated, Any
 
 from pydantic import Field, TypeAdapter
 
@@ -21,6 +21,7 @@ from shared.contracts import (
     CaseAccepted,
     CaseAssigned,
     CaseEscalated,
+    CaseFacts,
     CaseResolved,
     Event,
     HardshipReported,
@@ -111,6 +112,60 @@ class Notify:
                 return
         log.warning("case %s: %s is no longer planned; retry dropped", retry.case_id, wanted[0])
 
+    async def sweep_interrupted(self, after: timedelta) -> int:
+        """An attempt left `sending` by a process that died mid-send may or may not have
+        arrived. Never resend it blindly (that could be the second message); hand it to an
+        operator as a dead letter they can replay after checking, and say so."""
+        now = self._clock()
+        swept = 0
+        for case in await self._store.unfinished(now - after):
+            for attempt in case.get("outreach", []):
+                stuck = attempt.get("status") == "sending" and attempt["at"] < now - after
+                if not stuck or attempt["key"] in self._in_flight:
+                    continue
+                if await self._store.mark_interrupted(case["_id"], attempt["key"], now):
+                    await self._report_interrupted(case, attempt, now)
+                    swept += 1
+        return swept
+
+    async def _report_interrupted(self, case: Document, attempt: Document, now: datetime) -> None:
+        purpose, channel = attempt["purpose"], attempt["channel"]
+        log.error(
+            "case %s: %s via %s was interrupted mid-send; dead-lettered for an operator",
+            case["_id"],
+            purpose,
+            channel,
+        )
+        self._metrics.failed.labels(channel, purpose).inc()
+        reference = {"source": case.get("source", ""), "external_id": case.get("external_id", "")}
+        await self._publish(
+            OutreachFailed(
+                event_id=_id(attempt["key"], "interrupted"),
+                case_id=case["_id"],
+                channel=channel,
+                purpose=purpose,
+                recipient_kind=attempt["recipient_kind"],
+                recipient_id=attempt.get("recipient_id", ""),
+                error=INTERRUPTED,
+                **reference,
+            )
+        )
+        await self._store.dead_letter(
+            OutreachDeadLetter(
+                _id=f"{case['_id']}:{attempt.get('ref') or attempt['key']}",
+                case_id=case["_id"],
+                purpose=purpose,
+                recipient_kind=attempt["recipient_kind"],
+                recipient_id=attempt.get("recipient_id", ""),
+                channels=[channel],
+                error=INTERRUPTED,
+                attempts=1,
+                event=_event_behind(case, purpose),
+                failed_at=now,
+                **reference,
+            )
+        )
+
     async def receipt(self, channel: str, provider_id: str, delivered: bool, error: str) -> bool:
         status = "delivered" if delivered else "failed"
         receipt = {"status": status, "error": error[:80] or None, "at": self._clock()}
@@ -153,6 +208,8 @@ class Notify:
                     mask_address(route.channel, route.address),
                     self._clock(),
                     self._owner,
+                    message.ref,
+                    message.recipient_id,
                 ),
             )
             # Ours and unfinished: our own write landed but its answer was lost; see `_sent`.
@@ -389,3 +446,35 @@ class Notify:
                 failed_at=self._clock(),
             )
         )
+
+
+INTERRUPTED = "interrupted: the process stopped mid-send; it may or may not have arrived"
+# The event a message answers, as matching stored it on the case (`events.<slot>`).
+_EVENT_SLOTS: dict[str, type[Event]] = {
+    "assignment": CaseAssigned,
+    "work_order": CaseAssigned,
+    "escalation": CaseEscalated,
+    "details": CaseAccepted,
+    "arranged": CaseAccepted,
+    "status_assigned": CaseAssigned,
+    "status_escalated": CaseEscalated,
+    "status_accepted": CaseAccepted,
+    "status_resolved": CaseResolved,
+}
+
+
+def _event_behind(case: Document, purpose: str) -> dict[str, Any]:
+    """The event to replay the message from: stored by matching, or (for the hotline's
+    `received` callback) rebuilt from the case's facts."""
+    model = _EVENT_SLOTS.get(purpose)
+    if model is not None:
+        stored: dict[str, Any] = case.get("events", {}).get(model.slot(), {})
+        return stored
+    if purpose == "status_received" and case.get("facts"):
+        return HardshipReported(
+            case_id=case["_id"],
+            source=case.get("source", ""),
+            external_id=case.get("external_id", ""),
+            facts=CaseFacts.model_validate(case["facts"]),
+        ).model_dump(mode="json")
+    return {}

@@ -200,8 +200,11 @@ async def test_fifty_reports_at_once_never_push_a_volunteer_past_capacity(
     assert {r.status_code for r in responses} == {202}
     cases = [await settled(intake, r.json()["case_id"], outreach=False) for r in responses]
     assert {c["status"] for c in cases} <= {"assigned", "escalated"}
-    async with httpx.AsyncClient(base_url=stack.url("matching")) as matching:
-        helpers = (await matching.get("/v1/registry/helpers", params={"kind": "volunteer"})).json()
+    created = stack.cli("keys", "create", "--name", "duty officer", "--role", "operator",
+                        "--division", "420100")  # fmt: skip
+    officer = created.split("api key:")[1].split()[0]
+    async with httpx.AsyncClient(base_url=stack.url("matching"), headers=bearer(officer)) as api:
+        helpers = (await api.get("/v1/registry/helpers", params={"kind": "volunteer"})).json()
     capacity = {h["id"]: h["capacity"] for h in helpers}
     assert all(h["load"] <= h["capacity"] for h in helpers)
     per_helper = Counter(c["assignment"]["helper_id"] for c in cases if c["status"] == "assigned")

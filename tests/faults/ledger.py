@@ -88,6 +88,7 @@ class Reckoning:
     lost: int
     duplicated_assignments: int
     duplicated_sends: int
+    leaked_claims: int
     unsent: int
     unsent_states: dict[str, int]
     recovery_s: float
@@ -102,7 +103,8 @@ class Reckoning:
             f"ledger {self.scenario:<22} sent={self.sent} accepted={self.accepted} "
             f"decided={self.decided} lost={self.lost} duplicated={self.duplicated} "
             f"(assignments={self.duplicated_assignments} sends={self.duplicated_sends}) "
-            f"unsent={self.unsent}{self.unsent_states or ''} recovery_s={self.recovery_s:.1f} "
+            f"unsent={self.unsent}{self.unsent_states or ''} "
+            f"leaked_claims={self.leaked_claims} recovery_s={self.recovery_s:.1f} "
             f"refusals={dict(sorted(self.refusals.items()))}"
         )
 
@@ -132,9 +134,7 @@ async def reckon(
     first_offers = Counter(cid for cid, c in cases.items() for _ in c.get("offers", []))
     held = sum([int(h.get("load", 0)) async for h in db[HELPERS].find({}, {"load": 1})])
     assigned = sum(1 for c in cases.values() if c["status"] == "assigned")
-    duplicated_assignments = sum(1 for n in first_offers.values() if n > 1) + max(
-        0, held - assigned
-    )
+    duplicated_assignments = sum(1 for n in first_offers.values() if n > 1)
     sends = Counter(
         (cid, r.json()["msgtype"], r.json()[r.json()["msgtype"]]["content"])
         for r in messages
@@ -162,6 +162,7 @@ async def reckon(
         lost=len(case_ids - decided),
         duplicated_assignments=duplicated_assignments,
         duplicated_sends=sum(n - 1 for n in sends.values() if n > 1),
+        leaked_claims=held - assigned,
         unsent=len(decided - told),
         unsent_states=dict(unsent_states),
         recovery_s=max([0.0, *(t - fault_ended for t in finished)]),

@@ -24,7 +24,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from shared.devstack import DevStack
 from shared.embedded import free_port
-from shared.storage import Document
+from shared.storage import HELPERS, Document
 from shared.topology import ALL_ROUTES, EVENTS
 from tests.faults.broker import RabbitNode
 from tests.faults.conftest import LEDGER
@@ -111,6 +111,8 @@ async def rig(rabbit_node: RabbitNode, mongo_url: str, tmp_path: Path) -> AsyncI
                 "DUTY_DESK_WEBHOOK_URL": f"{wechat.url}/cgi-bin/webhook/send?key=duty",
                 "RATE_LIMIT_PER_KEY": "100000/second",
                 "OUTBOX_GRACE_S": "2",
+                "CLAIM_RECONCILE_INTERVAL_S": "1",
+                "CLAIM_RECONCILE_GRACE_S": "2",
             },
         )
         listening = await aio_pika.connect_robust(rabbit_node.url(vhost))
@@ -254,7 +256,9 @@ async def settle(rig: Rig, hotline: Hotline) -> None:
         cases = await cases_of(rig.db, set(hotline.accepted.values()))
         decided = [c for c in cases.values() if c["status"] in DECIDED]
         told = [c for c in decided if any(o.get("status") == "sent" for o in c.get("outreach", []))]
-        return len(told) == len(hotline.accepted)
+        assigned = sum(1 for c in cases.values() if c["status"] == "assigned")
+        held = sum([int(h.get("load", 0)) async for h in rig.db[HELPERS].find({}, {"load": 1})])
+        return len(told) == len(hotline.accepted) and held == assigned
 
     with contextlib.suppress(AssertionError):  # the reckoning says what is missing
         await wait_for(done, timeout=90, interval=0.5)
@@ -282,7 +286,7 @@ async def run_scenario(rig: Rig, name: str, fault: Fault) -> None:
     LEDGER.append(result.line())
     print(result.line())
     assert result.accepted == REPORTS
-    assert (result.lost, result.duplicated) == (0, 0), result.line()
+    assert (result.lost, result.duplicated, result.leaked_claims) == (0, 0, 0), result.line()
     assert result.recovery_s <= 10.0 + OUTAGE_S, result.line()
 
 

@@ -21,6 +21,7 @@ from services.intake.api import CaseView
 from services.intake.domain import open_case
 from services.matching.app import build_app
 from services.matching.settings import MatchingSettings
+from shared.auth import Role
 from shared.contracts import (
     Availability,
     HardshipReport,
@@ -39,7 +40,16 @@ from shared.contracts import (
 from shared.registry import upsert_helpers
 from shared.storage import CASES, HELPERS, Document
 from shared.topology import EVENTS, MATCHING_REPORTED
-from tests.support import DEV_CIPHER, PERSON_SECRET, EventListener, running, service_env, wait_for
+from tests.support import (
+    DEV_CIPHER,
+    PERSON_SECRET,
+    EventListener,
+    bearer,
+    issue_key,
+    running,
+    service_env,
+    wait_for,
+)
 
 EXAMPLE: dict[str, Any] = HardshipReport.model_json_schema()["examples"][0]
 LAT, LON = EXAMPLE["location"]["lat"], EXAMPLE["location"]["lon"]
@@ -553,8 +563,12 @@ async def test_a_helper_added_to_the_registry_is_offered_the_next_case_and_metri
     await listener.bind("case.*")
     settings = {"CASE_COUNT_INTERVAL_S": "0.2", "REGISTRY_REFRESH_S": "3600"}
     async with matching_with(db, amqp_url, mongo_url, db_name, [DESK], **settings) as api:
-        added = Registry(helpers=[volunteer("newcomer", 0.4)])
-        put = await api.put("/v1/registry/helpers", json=added.model_dump(mode="json"))
+        added = Registry(helpers=[volunteer("newcomer", 0.4)]).model_dump(mode="json")
+        hotline, _ = await issue_key(db)
+        refused = await api.put("/v1/registry/helpers", json=added, headers=bearer(hotline))
+        assert refused.status_code == 403, "only an admin key changes the registry"
+        admin, _ = await issue_key(db, role=Role.admin, source=None, divisions=())
+        put = await api.put("/v1/registry/helpers", json=added, headers=bearer(admin))
         assert put.status_code == 200
 
         async def indexed() -> bool:

@@ -753,9 +753,12 @@ async def test_hotline_callback_is_retried_under_the_same_webhook_id(
     assert first.headers["webhook-id"] == second.headers["webhook-id"]
     assert first.body == second.body
     assert Webhook(SECRET).verify(second.body, second.headers)["data"]["status"] == "received"
-    metrics = (await notify.get("/metrics")).text
-    assert 'carerelay_notify_callbacks_total{result="failed"} 1.0' in metrics
-    assert 'carerelay_notify_callbacks_total{result="sent"} 1.0' in metrics
+
+    async def counted() -> str | None:  # counted just after the record is written
+        metrics = (await notify.get("/metrics")).text
+        return metrics if 'carerelay_notify_callbacks_total{result="sent"} 1.0' in metrics else None
+
+    assert 'carerelay_notify_callbacks_total{result="failed"} 1.0' in await wait_for(counted)
 
 
 # ------------------------------------------------------------------ Tencent Cloud SMS, receipts

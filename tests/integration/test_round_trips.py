@@ -127,5 +127,6 @@ async def test_commands_from_background_loops_are_counted_apart_from_handlers(
     await wait_for(swept)
     await loop.stop()
     await db[CASES].find_one({"_id": "handled"})
-    assert commands(registry, "find", "periodic") == len(passes)
+    # The pass stopped mid-way (cancelled after its find, before counting) may add one.
+    assert len(passes) <= commands(registry, "find", "periodic") <= len(passes) + 1
     assert commands(registry, "find", "handler") == 1

@@ -85,6 +85,10 @@ class FakeHelpers:
         self._calls("helpers.count_accept")
         self.docs[helper_id]["accepts"] += 1
 
+    async def claims(self) -> dict[str, list[str]]:
+        self._calls("helpers.claims")
+        return {h: list(d["case_ids"]) for h, d in self.docs.items() if d["load"] > 0}
+
 
 def _apply(doc: Document, update: Document) -> None:
     for key, value in update.get("$set", {}).items():
@@ -125,6 +129,10 @@ class FakeCases:
     async def contact(self, case_id: str) -> Document | None:
         self._calls("cases.contact")
         return copy.deepcopy(self.docs.get(case_id))
+
+    async def states(self, case_ids: list[str]) -> list[Document]:
+        self._calls("cases.states")
+        return [copy.deepcopy(self.docs[c]) for c in case_ids if c in self.docs]
 
     async def overdue_offers(self, now: datetime, limit: int) -> list[Document]:
         self._calls("cases.overdue_offers")

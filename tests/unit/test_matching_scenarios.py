@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -38,6 +39,7 @@ from shared.contracts import (
     Resolver,
     Urgency,
 )
+from shared.storage import Document
 from tests.unit.matching_fakes import HOME, KM, World, report, volunteer_record
 
 POLICY = Policy.load()
@@ -351,3 +353,66 @@ async def test_a_case_nobody_has_accepted_counts_as_overdue_once_its_first_conta
     world.clock.advance(minutes=31)  # a P1 case: first contact within 30 minutes
     await world.matching.count_open_cases()
     assert gauge("carerelay_matching_first_contact_overdue", priority="P1") == 1
+
+
+GRACE = timedelta(minutes=5)
+
+
+async def test_capacity_held_by_a_replica_that_died_mid_decision_is_given_back() -> None:
+    world = await started([volunteer_record("near", 0.5), volunteer_record("far", 3.0), DESK])
+    event = report(world)
+    await world.helpers.claim("far", event.case_id, 2)  # the dead replica's claim
+    await world.matching.on_reported(event)  # the redelivery chose "near"
+    assert world.helpers.docs["far"]["load"] == 1
+    assert await world.matching.reconcile_claims(GRACE) == 0, "first sighting: only suspected"
+    world.clock.advance(minutes=5)
+    assert await world.matching.reconcile_claims(GRACE) == 1
+    assert (world.helpers.docs["far"]["load"], world.helpers.docs["far"]["case_ids"]) == (0, [])
+    assert world.helpers.docs["near"]["case_ids"] == [event.case_id], "the real offer keeps it"
+
+
+async def test_a_claim_for_a_case_not_yet_decided_is_never_given_back() -> None:
+    world = await started([volunteer_record("near", 0.5), DESK])
+    event = report(world)
+    await world.helpers.claim("near", event.case_id, 2)  # decision in flight
+    for _ in range(3):
+        assert await world.matching.reconcile_claims(GRACE) == 0
+        world.clock.advance(minutes=10)
+    assert world.helpers.docs["near"]["load"] == 1
+
+
+async def test_a_case_that_moved_between_two_passes_is_looked_at_afresh() -> None:
+    world = await started([volunteer_record("near", 0.5), volunteer_record("far", 3.0), DESK])
+    event = report(world)
+    await world.helpers.claim("far", event.case_id, 2)
+    await world.matching.on_reported(event)
+    await world.matching.reconcile_claims(GRACE)
+    world.cases.docs[event.case_id]["version"] += 1  # e.g. the offer was just answered
+    world.clock.advance(minutes=5)
+    assert await world.matching.reconcile_claims(GRACE) == 0, "changed since: suspect anew"
+    world.clock.advance(minutes=5)
+    assert await world.matching.reconcile_claims(GRACE) == 1
+
+
+async def test_two_deliveries_racing_share_one_claim_and_the_loser_leaves_it_held() -> None:
+    world = await started([volunteer_record("near", 0.5), DESK])
+    event = report(world)
+    store_apply, gate, first = world.cases.apply, asyncio.Event(), asyncio.Event()
+
+    async def stalled_apply(case_id: str, version: int, update: Document) -> bool:
+        if not first.is_set():  # the first delivery stalls between its claim and its write
+            first.set()
+            await gate.wait()
+        return await store_apply(case_id, version, update)
+
+    world.cases.apply = stalled_apply  # type: ignore[method-assign]
+    loser = asyncio.create_task(world.matching.on_reported(event))
+    await first.wait()
+    await world.matching.on_reported(event)  # the redelivery finds the claim held, and wins
+    gate.set()
+    await loser  # its write fails; it must not give back the claim the winner uses
+    assert world.cases.docs[event.case_id]["status"] == "assigned"
+    assert (world.helpers.docs["near"]["load"], world.helpers.docs["near"]["case_ids"]) == (
+        1,
+        [event.case_id],
+    )

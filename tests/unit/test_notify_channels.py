@@ -204,5 +204,5 @@ def test_a_new_channel_is_one_adapter_class_and_planning_uses_it_unchanged() -> 
         helper=AssignedHelper(helper_id="h1", kind=HelperKind.volunteer, name="李"),
     )
     [details, arranged] = plan(event, ctx, Contact(phone="13900001111"), person, "routine")
-    assert [r.channel for r in arranged.routes] == ["pager", "console"]
+    assert [r.channel for r in arranged.routes] == ["pager"]
     assert details.routes[0].channel == "pager"

@@ -65,6 +65,12 @@ class FlakyStore:
             self.lose_finish_answer = False
             raise AutoReconnect("connection closed before the reply")
 
+    async def unfinished(self, before: datetime, limit: int = 200) -> list[Document]:
+        return []
+
+    async def mark_interrupted(self, case_id: str, key: str, at: datetime) -> bool:
+        return False
+
     async def dead_letter(self, record: OutreachDeadLetter) -> None:
         raise AssertionError("nothing here should give up")
 

@@ -179,9 +179,17 @@ def test_unconfigured_channels_are_skipped_and_console_is_always_last() -> None:
 def test_accepted_helper_gets_address_and_number_by_private_channels_only() -> None:
     context = ctx()
     [details, _, _] = plan(accepted(), context, HELPER, person(DisabilityCategory.physical))
-    assert [r.channel for r in details.routes] == [SMS, EMAIL, CONSOLE]  # no group chat
+    assert [r.channel for r in details.routes] == [SMS, EMAIL]  # no group chat, no log
     text = render(details.template, details.facts).text
     assert "江汉区北湖街道某小区3栋2单元401" in text and "13800138000" in text
+
+
+def test_personal_details_never_fall_back_to_the_console_log() -> None:
+    dev = ctx(CONSOLE, WECHAT_WORK)  # `make run`: no SMS, no email
+    [details, arranged] = plan(accepted(), dev, HELPER, person(DisabilityCategory.physical))
+    assert details.routes == () and arranged.routes == (), "dead-lettered, not printed"
+    [offer] = plan(assigned(HelperKind.volunteer), dev, HELPER)
+    assert offer.routes[-1].channel == CONSOLE, "an offer (no personal data) may be printed"
 
 
 def test_accepted_helper_of_an_intellectual_disability_case_calls_the_carer() -> None:
@@ -203,12 +211,12 @@ def test_intellectual_disability_without_a_carer_is_contacted_directly() -> None
 
 def test_blind_person_hears_by_voice_first_then_text() -> None:
     routes = arranged_for(person(DisabilityCategory.visual))
-    assert [r.channel for r in routes] == [VOICE, SMS, CONSOLE]
+    assert [r.channel for r in routes] == [VOICE, SMS]
 
 
 def test_deaf_person_gets_text_only_never_a_call() -> None:
     routes = arranged_for(person(DisabilityCategory.hearing, preferred=ContactChannel.voice))
-    assert [r.channel for r in routes] == [SMS, CONSOLE]
+    assert [r.channel for r in routes] == [SMS]
 
 
 def test_speech_impaired_person_gets_text_only() -> None:
@@ -222,14 +230,14 @@ def test_deaf_person_without_a_text_channel_gets_no_call_at_all() -> None:
 
 def test_preferred_channel_wins_where_possible() -> None:
     routes = arranged_for(person(DisabilityCategory.visual, preferred=ContactChannel.sms))
-    assert [r.channel for r in routes] == [SMS, VOICE, CONSOLE]
+    assert [r.channel for r in routes] == [SMS, VOICE]
     routes = arranged_for(person(DisabilityCategory.physical, preferred=ContactChannel.voice))
-    assert [r.channel for r in routes] == [VOICE, SMS, CONSOLE]
+    assert [r.channel for r in routes] == [VOICE, SMS]
 
 
 def test_impossible_preference_is_ignored() -> None:
     routes = arranged_for(person(DisabilityCategory.physical, preferred=ContactChannel.email))
-    assert [r.channel for r in routes] == [SMS, VOICE, CONSOLE]
+    assert [r.channel for r in routes] == [SMS, VOICE]
 
 
 def test_carer_gets_text_first_whatever_the_persons_preference() -> None:

@@ -1,9 +1,9 @@
-"""Who is calling intake: API keys, signed bodies, and a rate limit per key."""
+"""Who is calling an API: API keys, signed bodies, a rate limit per key, and roles."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, status
@@ -11,7 +11,7 @@ from limits import RateLimitItem, parse
 from limits.aio.storage import MemoryStorage
 from limits.aio.strategies import MovingWindowRateLimiter
 
-from shared.auth import Authenticator, Caller, signature_problem
+from shared.auth import Authenticator, Caller, Role, signature_problem
 
 TIMESTAMP_HEADER = "x-carerelay-timestamp"
 SIGNATURE_HEADER = "x-carerelay-signature"
@@ -72,9 +72,24 @@ class Guard:
 
 
 async def authorized(request: Request) -> Caller:
-    """The dependency routes declare; the app's lifespan-owned `Guard` does the work."""
+    """The dependency routes declare; the app's `Guard` (in `app.state.guard`) does the work."""
     guard: Guard = request.app.state.guard
     return await guard(request)
 
 
 Authorized = Annotated[Caller, Depends(authorized)]
+
+
+def require(*roles: Role) -> Callable[[Caller], Awaitable[Caller]]:
+    """A dependency: the caller, if their key has one of these roles; 403 otherwise."""
+
+    async def check(caller: Authorized) -> Caller:
+        if caller.role not in roles:
+            allowed = ", ".join(r.value for r in roles)
+            raise HTTPException(
+                status.HTTP_403_FORBIDDEN,
+                detail={"error": "forbidden", "message": f"this needs a key with role {allowed}"},
+            )
+        return caller
+
+    return check
