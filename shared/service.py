@@ -143,6 +143,7 @@ def create_app(
     description: str,
     on_startup: Sequence[Hook] = (),
     on_shutdown: Sequence[Hook] = (),
+    loops: Sequence[Periodic] = (),
 ) -> FastAPI:
     """A FastAPI app that opens the broker and database on startup and closes them on shutdown."""
 
@@ -154,11 +155,16 @@ def create_app(
         for hook in on_startup:  # before consuming: e.g. matching loads its helper index
             await hook()
         await runtime.broker.start()
+        for loop in loops:
+            await loop.start()
         try:
             yield
         finally:
-            # Stop taking messages and let those in flight finish (FastStream's graceful
-            # timeout) while channels, loops and the database are still there for them.
+            # No new work first (background loops), then stop taking messages and let those
+            # in flight finish (FastStream's graceful timeout) while channels and the database
+            # are still there for them; then close what they used.
+            for loop in loops:
+                await loop.stop()
             await runtime.broker.stop()
             for hook in on_shutdown:
                 await hook()

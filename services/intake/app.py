@@ -77,8 +77,9 @@ def build_app(settings: IntakeSettings | None = None) -> FastAPI:
         runtime,
         title="CareRelay intake",
         description="Hotlines post hardship reports here; each becomes a tracked case.",
-        on_startup=[outbox.start, relay_loop.start],
-        on_shutdown=[relay_loop.stop, outbox.stop],
+        on_startup=[outbox.start],
+        on_shutdown=[outbox.stop],
+        loops=[relay_loop],
     )
     install_error_handler(app, metrics)
 

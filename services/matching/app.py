@@ -112,22 +112,12 @@ def build_app(settings: MatchingSettings | None = None) -> FastAPI:
         ),
     ]
 
-    async def start() -> None:
-        await matching.refresh_index()
-        await matching.count_open_cases()
-        for loop in loops:
-            await loop.start()
-
-    async def stop() -> None:
-        for loop in loops:
-            await loop.stop()
-
     app = create_app(
         runtime,
         title="CareRelay matching",
         description="Triage and assignment of reported cases; offers; the helper registry.",
-        on_startup=[start],
-        on_shutdown=[stop],
+        on_startup=[matching.refresh_index, matching.count_open_cases],
+        loops=loops,
     )
     app.include_router(
         registry_router(db, broker, settings.person_key_secret.get_secret_value().encode())

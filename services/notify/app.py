@@ -118,12 +118,8 @@ def build_app(settings: NotifySettings | None = None) -> FastAPI:
         await store.ensure_indexes()
         await declare_retry_queues(broker, delays, settings.queue_type)
         await reload_directory()
-        await reloads.start()
-        await sweeps.start()
 
     async def stop() -> None:
-        await reloads.stop()
-        await sweeps.stop()
         for channel in channels.values():
             await channel.aclose()
 
@@ -134,6 +130,7 @@ def build_app(settings: NotifySettings | None = None) -> FastAPI:
         "hotline over real channels; delivery receipts in.",
         on_startup=[start],
         on_shutdown=[stop],
+        loops=[reloads, sweeps],
     )
     token = settings.receipt_token.get_secret_value() if settings.receipt_token else None
     app.include_router(receipts_router(notify, settings.sms_provider, token))
