@@ -102,6 +102,9 @@ def build_broker(
         fail_fast=False,
         app_id=app_name,
         logger=logging.getLogger(f"carerelay.{app_name}.broker"),
+        # "Received" and "Processed" for every message are debugging detail; at INFO they cost
+        # more than the hop itself (bench/relay.py), and errors are logged whatever the level.
+        log_level=logging.DEBUG,
         # An unexpected error requeues the message; the quorum queue's delivery limit then
         # dead-letters a message that keeps failing.
         ack_policy=AckPolicy.NACK_ON_ERROR,

@@ -10,14 +10,22 @@ standard `OTEL_*` variables (`OTEL_SDK_DISABLED=true` turns tracing off altogeth
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 
 from opentelemetry import context, trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.sdk.trace.sampling import (
+    ALWAYS_OFF,
+    ALWAYS_ON,
+    ParentBased,
+    Sampler,
+    SamplingResult,
+)
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+from opentelemetry.util.types import Attributes
 
 ENDPOINT_VARIABLES = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
 _PROPAGATOR = TraceContextTextMapPropagator()
@@ -27,9 +35,46 @@ def export_configured(environ: Mapping[str, str] = os.environ) -> bool:
     return any(environ.get(name) for name in ENDPOINT_VARIABLES)
 
 
+class RecordWhenExporting(Sampler):
+    """Records spans only when they have somewhere to go. Unrecorded spans still get ids, so
+    trace ids reach the logs and the message headers at a fraction of the cost of recording
+    (bench/relay.py); a trace's children follow its root's decision."""
+
+    def __init__(self) -> None:
+        self.recording = False
+        self._on, self._off = ParentBased(ALWAYS_ON), ParentBased(ALWAYS_OFF)
+
+    def should_sample(
+        self,
+        parent_context: context.Context | None,
+        trace_id: int,
+        name: str,
+        kind: trace.SpanKind | None = None,
+        attributes: Attributes = None,
+        links: Sequence[trace.Link] | None = None,
+        trace_state: trace.TraceState | None = None,
+    ) -> SamplingResult:
+        chosen = self._on if self.recording else self._off
+        return chosen.should_sample(
+            parent_context, trace_id, name, kind, attributes, links, trace_state
+        )
+
+    def get_description(self) -> str:
+        return f"RecordWhenExporting(recording={self.recording})"
+
+
+SAMPLER = RecordWhenExporting()
+
+
+def record_spans(on: bool = True) -> None:
+    """Record spans even without an exporter (a test's in-memory exporter, say)."""
+    SAMPLER.recording = on
+
+
 def configure_tracing(service: str, environ: Mapping[str, str] = os.environ) -> None:
-    """Give this process a TracerProvider, once: spans are always made, so trace ids reach the
-    logs and the message headers of every service, and exported only when an endpoint is set.
+    """Give this process a TracerProvider, once: spans always get ids, so trace ids reach the
+    logs and the message headers of every service; they are recorded and exported only when
+    an endpoint is set.
 
     A provider installed earlier (a test's, with an in-memory exporter) is kept.
     """
@@ -37,10 +82,13 @@ def configure_tracing(service: str, environ: Mapping[str, str] = os.environ) -> 
         return
     if isinstance(trace.get_tracer_provider(), TracerProvider):
         return
+    exporting = export_configured(environ)
+    record_spans(exporting)
     provider = TracerProvider(
-        resource=Resource.create({"service.name": service, "service.namespace": "carerelay"})
+        resource=Resource.create({"service.name": service, "service.namespace": "carerelay"}),
+        sampler=SAMPLER,
     )
-    if export_configured(environ):
+    if exporting:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
         provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))

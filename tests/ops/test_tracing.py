@@ -32,7 +32,7 @@ from shared.contracts import HardshipReport, HelperKind, HelperRecord, OutreachS
 from shared.outbox import Flush, Outbox, pending
 from shared.registry import upsert_helpers
 from shared.storage import CASES, Document
-from shared.telemetry import configure_tracing, trace_headers
+from shared.telemetry import configure_tracing, record_spans, trace_headers
 from tests.support import (
     PERSON_SECRET,
     EventListener,
@@ -59,6 +59,7 @@ VOLUNTEER = HelperRecord(
 @pytest.fixture(scope="module")
 def spans() -> Iterator[InMemorySpanExporter]:
     configure_tracing("carerelay-tests")
+    record_spans()  # as if exporting: the in-memory exporter below is where they go
     provider = trace.get_tracer_provider()
     assert isinstance(provider, TracerProvider)
     exporter = InMemorySpanExporter()
