@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from datetime import datetime
 from enum import Enum
 from typing import Any
@@ -62,11 +62,17 @@ class Outbox:
         publish: PublishRaw,
         timeout_s: float = 3.0,
         clear_every_s: float | None = None,
+        routing_keys: Collection[str] | None = None,
     ) -> None:
         self._collection = collection
         self._publish = publish
         self._timeout_s = timeout_s
         self._clear_every_s = clear_every_s
+        # What this service publishes: its relay leaves other services' events to theirs.
+        self._routing_keys = sorted(routing_keys) if routing_keys is not None else None
+        # Documents this process is publishing (or has published and not yet cleared): its
+        # relay must not publish them a second time while a slow broker confirms them.
+        self._in_flight: set[str] = set()
         self._to_clear: list[tuple[Document, Document]] = []
         self._clearing: asyncio.Task[None] | None = None
 
@@ -95,6 +101,8 @@ class Outbox:
             await self._collection.bulk_write([UpdateOne(f, u) for f, u in batch], ordered=False)
         except Exception as exc:  # the marks stay; the relay publishes those events again
             log.warning("clearing %d outbox marks failed: %s", len(batch), type(exc).__name__)
+        finally:
+            self._in_flight.difference_update(f["_id"] for f, _ in batch)
 
     @staticmethod
     def _clear(doc_id: str, stamp: datetime) -> tuple[Document, Document]:
@@ -104,6 +112,7 @@ class Outbox:
     async def flush(self, doc_id: str, entries: Sequence[Document], stamp: datetime) -> Flush:
         """Publish a document's pending events and clear them; anything but `published` leaves
         them to the relay."""
+        self._in_flight.add(doc_id)
         try:
             for entry in entries:
                 with continued(entry.get("trace")):
@@ -111,12 +120,16 @@ class Outbox:
                         self._publish(entry["routing_key"], entry["body"]), self._timeout_s
                     )
         except aiormq.exceptions.DeliveryError:
+            self._in_flight.discard(doc_id)
             log.warning(
                 "publish refused by the broker (queue full); the relay retries",
                 extra={"case_id": doc_id},
             )
             return Flush.refused
-        except Exception as exc:
+        except BaseException as exc:
+            self._in_flight.discard(doc_id)
+            if not isinstance(exc, Exception):
+                raise
             log.warning(
                 "publish deferred to the outbox relay: %s",
                 type(exc).__name__,
@@ -127,7 +140,10 @@ class Outbox:
         if self._clearing is not None:
             self._to_clear.append(clear)
         else:
-            await self._collection.update_one(*clear)
+            try:
+                await self._collection.update_one(*clear)
+            finally:
+                self._in_flight.discard(doc_id)
         return Flush.published
 
     async def flush_events(self, doc_id: str, events: Sequence[Event], stamp: datetime) -> Flush:
@@ -136,11 +152,14 @@ class Outbox:
     async def relay(self, older_than: datetime, limit: int = 500) -> dict[Flush, int]:
         """Publish every outbox older than `older_than`; how many documents ended which way.
         Stops at the first refusal: the queue is full, the rest would be refused too."""
-        cursor = self._collection.find(
-            {OUTBOX_AT: {"$lt": older_than}}, {OUTBOX: 1, OUTBOX_AT: 1}, limit=limit
-        )
+        query: Document = {OUTBOX_AT: {"$lt": older_than}}
+        if self._routing_keys is not None:
+            query[f"{OUTBOX}.routing_key"] = {"$in": self._routing_keys}
+        cursor = self._collection.find(query, {OUTBOX: 1, OUTBOX_AT: 1}, limit=limit)
         outcomes = dict.fromkeys(Flush, 0)
         async for doc in cursor:
+            if doc["_id"] in self._in_flight:
+                continue
             outcome = await self.flush(doc["_id"], doc.get(OUTBOX, []), doc[OUTBOX_AT])
             outcomes[outcome] += 1
             if outcome is Flush.refused:

@@ -36,6 +36,7 @@ def build_app(settings: IntakeSettings | None = None) -> FastAPI:
         runtime.db[CASES],
         lambda key, body: publish_body(runtime.broker, key, body),
         clear_every_s=settings.outbox_clear_interval_s,
+        routing_keys=[HardshipReported.routing_key],
     )
     intake = Intake(
         cases,

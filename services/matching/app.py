@@ -60,7 +60,12 @@ def build_app(settings: MatchingSettings | None = None) -> FastAPI:
         CaseResolved,
         RegistryChanged,
     )
-    outbox = Outbox(db[CASES], lambda key, body: publish_body(broker, key, body))
+    outbox = Outbox(
+        db[CASES],
+        lambda key, body: publish_body(broker, key, body),
+        routing_keys=[e.routing_key for e in (CaseAssigned, CaseEscalated, CaseAccepted,
+                                              CaseDeclined, CaseResolved)],
+    )  # fmt: skip
     links = OfferLinks(settings.offer_link_key.get_secret_value(), settings.public_url)
     matching = Matching(
         MongoHelperStore(db),

@@ -3,6 +3,7 @@ commands counted by the same listener `make bench` uses."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
@@ -90,6 +91,38 @@ async def test_an_outbox_without_batching_clears_each_mark_at_once(
 
     await Outbox(db[CASES], publish).flush("c", [{"routing_key": "k", "body": {}}], stamp)
     assert await db[CASES].count_documents({OUTBOX: {"$exists": True}}) == 0
+
+
+async def test_the_relay_leaves_events_in_flight_and_other_services_events_alone(
+    db: AsyncDatabase[Document],
+) -> None:
+    stamp = utcnow()
+    await db[CASES].insert_many(
+        [
+            {"_id": "slow", OUTBOX: [{"routing_key": "mine", "body": {}}], OUTBOX_AT: stamp},
+            {"_id": "theirs", OUTBOX: [{"routing_key": "theirs", "body": {}}], OUTBOX_AT: stamp},
+        ]
+    )
+    published: list[str] = []
+    sent, confirmed = asyncio.Event(), asyncio.Event()
+
+    async def publish(routing_key: str, body: dict[str, Any]) -> None:
+        published.append(routing_key)
+        sent.set()
+        await confirmed.wait()  # a broker slow to confirm, past the relay's grace
+
+    outbox = Outbox(db[CASES], publish, routing_keys=["mine"])
+    flushing = asyncio.create_task(
+        outbox.flush("slow", [{"routing_key": "mine", "body": {}}], stamp)
+    )
+    await sent.wait()
+    relayed = await outbox.relay(older_than=utcnow() + timedelta(seconds=1))
+    assert sum(relayed.values()) == 0, "in flight here, and another service's event"
+    confirmed.set()
+    assert await flushing is Flush.published
+    assert published == ["mine"]
+    left = {d["_id"] async for d in db[CASES].find({OUTBOX: {"$exists": True}})}
+    assert left == {"theirs"}, "its own relay will publish it"
 
 
 async def test_a_claim_takes_spare_capacity_once_and_refuses_a_full_or_changed_helper(
