@@ -101,6 +101,8 @@ def stack(
             "MONGO_URL": mongo_url,
             "MONGO_DB": f"e2e_{uuid.uuid4().hex[:8]}",
             "CARERELAY_ENV": "test",
+            # Fifty reports at once and their status polls outrun the default 100/s per key.
+            "RATE_LIMIT_PER_KEY": "10000/second",
             "WECHAT_WORK_WEBHOOK_URL": f"{wechat.url}/cgi-bin/webhook/send?key=team",
         },
     )
@@ -121,7 +123,9 @@ async def intake(stack: DevStack) -> AsyncIterator[httpx.AsyncClient]:
 
 async def settled(intake: httpx.AsyncClient, case_id: str, outreach: bool = True) -> dict[str, Any]:
     async def decided() -> dict[str, Any] | None:
-        case: dict[str, Any] = (await intake.get(f"/v1/cases/{case_id}")).json()
+        response = await intake.get(f"/v1/cases/{case_id}")
+        assert response.status_code == 200, response.text
+        case: dict[str, Any] = response.json()
         done = case["status"] in ("assigned", "escalated")
         return case if done and (not outreach or case["outreach"]) else None
 

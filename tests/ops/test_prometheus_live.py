@@ -9,6 +9,7 @@ import json
 import subprocess
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from datetime import datetime
 from typing import Any
 
 import aio_pika
@@ -180,10 +181,20 @@ async def test_a_report_counted_by_intake_reads_back_through_prometheus(
 
 
 async def test_the_alert_rules_load_and_evaluate_on_a_real_server(api: httpx.AsyncClient) -> None:
+    async def all_scraped() -> datetime | None:
+        targets = (await api.get("/targets")).json()["data"]["activeTargets"]
+        up = [t for t in targets if t["health"] == "up"]
+        if not targets or len(up) < len(targets):
+            return None
+        return max(datetime.fromisoformat(t["lastScrape"]) for t in up)
+
+    # An evaluation before the first scrapes sees no replica at all and is rightly pending.
+    since = await wait_for(all_scraped, timeout=60)
+
     async def evaluated() -> list[dict[str, Any]] | None:
         groups = (await api.get("/rules")).json()["data"]["groups"]
         rules = [rule for group in groups for rule in group["rules"]]
-        done = all(r["lastEvaluation"] != "0001-01-01T00:00:00Z" for r in rules)
+        done = all(datetime.fromisoformat(r["lastEvaluation"]) > since for r in rules)
         return rules if rules and done else None
 
     rules = await wait_for(evaluated, timeout=60)
