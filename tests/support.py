@@ -8,8 +8,8 @@ import email.message
 import email.policy
 import ipaddress
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -28,6 +28,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from shared.auth import MongoKeyStore, Role, key_document
 from shared.contracts import utcnow
 from shared.crypto import FieldCipher
+from shared.devstack import DevStack
 from shared.embedded import free_port
 from shared.storage import Document
 from shared.topology import EVENTS, INTAKE_REPORTS
@@ -35,6 +36,28 @@ from shared.topology import EVENTS, INTAKE_REPORTS
 T = TypeVar("T")
 PERSON_SECRET = b"development-only-not-a-secret"  # the development default of PERSON_KEY_SECRET
 DEV_CIPHER = FieldCipher("development-only-not-a-secret")  # the default of PII_ENCRYPTION_KEY
+
+
+def free_ports(*services: str) -> dict[str, int]:
+    return {service: free_port() for service in services}
+
+
+@contextmanager
+def started_stack(
+    var: Path, registry: Mapping[str, Any], ports: Mapping[str, int], env: Mapping[str, str]
+) -> Iterator[DevStack]:
+    """The services on `ports` as OS processes, as `make run` starts them, over `registry`;
+    `env` names the broker and the database. Stopped on the way out."""
+    registry_file = var / "registry.json"
+    registry_file.write_text(json.dumps(registry, ensure_ascii=False), encoding="utf-8")
+    stack = DevStack(
+        var_dir=var, registry_file=registry_file, ports=ports, env={"CARERELAY_ENV": "test", **env}
+    )
+    try:
+        stack.start()
+        yield stack
+    finally:
+        stack.stop()
 
 
 async def wait_for(

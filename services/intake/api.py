@@ -19,6 +19,7 @@ from shared.auth import Caller, Role
 from shared.contracts import HardshipReport, Resolution, ResolveCase, Resolver, utcnow
 from shared.crypto import FieldCipher
 from shared.guard import Authorized, require
+from shared.storage import Document
 
 from .metrics import IntakeMetrics
 from .privacy import PersonView, person_view
@@ -307,6 +308,24 @@ def router(
             case_id=accepted.case_id, status_url=accepted.status_url, duplicate=not accepted.created
         )
 
+    async def case_in_scope(case_id: str, caller: Caller, action: str, outcome: str) -> Document:
+        """The case, audited either way; out of scope looks exactly like absent (404), so case
+        ids cannot be probed across districts."""
+        doc = await cases.get(case_id)
+        visible = doc is not None and caller.may_read(
+            doc["source"], doc["location"]["division_code"]
+        )
+        await audit.record(
+            actor=caller.key_id,
+            action=action,
+            case_id=case_id,
+            at=utcnow(),
+            outcome=outcome if visible else "not_found",
+        )
+        if doc is None or not visible:
+            raise HTTPException(404, detail={"error": "not found", "message": "no such case"})
+        return doc
+
     @api.get(
         "/cases/{case_id}",
         response_model=CaseView,
@@ -317,20 +336,7 @@ def router(
         },
     )
     async def get_case(case_id: str, caller: Authorized) -> CaseView:
-        doc = await cases.get(case_id)
-        # Out of scope looks exactly like absent, so case ids cannot be probed across districts.
-        visible = doc is not None and caller.may_read(
-            doc["source"], doc["location"]["division_code"]
-        )
-        await audit.record(
-            actor=caller.key_id,
-            action="read",
-            case_id=case_id,
-            at=utcnow(),
-            outcome="ok" if visible else "not_found",
-        )
-        if doc is None or not visible:
-            raise HTTPException(404, detail={"error": "not found", "message": "no such case"})
+        doc = await case_in_scope(case_id, caller, "read", "ok")
         view = CaseView.of(doc)
         return view.model_copy(update={"person": person_view(doc, caller, cipher)})
 
@@ -350,19 +356,7 @@ def router(
         request: ResolutionRequest,
         caller: DutyOfficer,
     ) -> ResolutionAccepted:
-        doc = await cases.get(case_id)
-        visible = doc is not None and caller.may_read(
-            doc["source"], doc["location"]["division_code"]
-        )
-        await audit.record(
-            actor=caller.key_id,
-            action="resolve",
-            case_id=case_id,
-            at=utcnow(),
-            outcome=request.resolution.value if visible else "not_found",
-        )
-        if not visible:
-            raise HTTPException(404, detail={"error": "not found", "message": "no such case"})
+        await case_in_scope(case_id, caller, "resolve", request.resolution.value)
         await send(
             ResolveCase(case_id=case_id, resolution=request.resolution, by=Resolver.duty_desk)
         )

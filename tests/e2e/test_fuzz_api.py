@@ -4,10 +4,8 @@ documented responses, and every refusal (4xx) says why in a message."""
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,8 +20,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from shared.devstack import DevStack
-from shared.embedded import free_port
-from tests.support import bearer
+from tests.support import bearer, free_ports, started_stack
 
 REGISTRY = {
     "helpers": [{"id": "desk", "kind": "duty_desk", "name": "值班室", "divisions": ["420000"]}]
@@ -34,26 +31,19 @@ REGISTRY = {
 def stack(
     amqp_url: str, mongo_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[DevStack]:
-    var: Path = tmp_path_factory.mktemp("var")
-    (var / "registry.json").write_text(json.dumps(REGISTRY, ensure_ascii=False))
-    stack = DevStack(
-        var_dir=var,
-        registry_file=var / "registry.json",
-        ports={"intake": free_port(), "matching": free_port(), "notify": free_port()},
-        env={
+    with started_stack(
+        tmp_path_factory.mktemp("var"),
+        REGISTRY,
+        free_ports("intake", "matching", "notify"),
+        {
             "AMQP_URL": amqp_url,
             "MONGO_URL": mongo_url,
             "MONGO_DB": f"fuzz_{uuid.uuid4().hex[:8]}",
-            "CARERELAY_ENV": "test",
             "LOG_LEVEL": "WARNING",
             "RATE_LIMIT_PER_KEY": "100000/second",
         },
-    )
-    try:
-        stack.start()
+    ) as stack:
         yield stack
-    finally:
-        stack.stop()
 
 
 @pytest.fixture(scope="module")

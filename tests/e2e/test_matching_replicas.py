@@ -5,7 +5,6 @@ assigned or escalated; every replica took part."""
 from __future__ import annotations
 
 import copy
-import json
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
@@ -18,9 +17,8 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from shared.contracts import HardshipReport
 from shared.devstack import DevStack
-from shared.embedded import free_port
 from shared.storage import CASES, HELPERS, Document
-from tests.support import EventListener, publish_reports, wait_for
+from tests.support import EventListener, free_ports, publish_reports, started_stack, wait_for
 
 EXAMPLE: dict[str, Any] = HardshipReport.model_json_schema()["examples"][0]
 HOME = (EXAMPLE["location"]["lat"], EXAMPLE["location"]["lon"])
@@ -53,26 +51,18 @@ def db_name() -> str:
 def stack(
     amqp_url: str, mongo_url: str, db_name: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[DevStack]:
-    var = tmp_path_factory.mktemp("var")
-    registry = var / "registry.json"
-    registry.write_text(json.dumps(REGISTRY, ensure_ascii=False), encoding="utf-8")
-    stack = DevStack(
-        var_dir=var,
-        registry_file=registry,
-        ports={name: free_port() for name in ("intake", *REPLICAS)},
-        env={
+    with started_stack(
+        tmp_path_factory.mktemp("var"),
+        REGISTRY,
+        free_ports("intake", *REPLICAS),
+        {
             "AMQP_URL": amqp_url,
             "MONGO_URL": mongo_url,
             "MONGO_DB": db_name,
-            "CARERELAY_ENV": "test",
             "LOG_LEVEL": "WARNING",
         },
-    )
-    try:
-        stack.start()
+    ) as stack:
         yield stack
-    finally:
-        stack.stop()
 
 
 @pytest.fixture

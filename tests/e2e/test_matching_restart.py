@@ -5,7 +5,6 @@ restarted process times the offer out and asks the next volunteer."""
 from __future__ import annotations
 
 import copy
-import json
 import signal
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -18,9 +17,8 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from shared.contracts import HardshipReport, utcnow
 from shared.devstack import DevStack
-from shared.embedded import free_port
 from shared.storage import CASES, Document
-from tests.support import publish_reports, wait_for
+from tests.support import free_ports, publish_reports, started_stack, wait_for
 
 EXAMPLE: dict[str, Any] = HardshipReport.model_json_schema()["examples"][0]
 HOME = (EXAMPLE["location"]["lat"], EXAMPLE["location"]["lon"])
@@ -56,27 +54,19 @@ def db_name() -> str:
 def stack(
     amqp_url: str, mongo_url: str, db_name: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[DevStack]:
-    var = tmp_path_factory.mktemp("var")
-    registry = var / "registry.json"
-    registry.write_text(json.dumps(REGISTRY, ensure_ascii=False), encoding="utf-8")
-    stack = DevStack(
-        var_dir=var,
-        registry_file=registry,
-        ports={"intake": free_port(), "matching": free_port()},
-        env={
+    with started_stack(
+        tmp_path_factory.mktemp("var"),
+        REGISTRY,
+        free_ports("intake", "matching"),
+        {
             "AMQP_URL": amqp_url,
             "MONGO_URL": mongo_url,
             "MONGO_DB": db_name,
-            "CARERELAY_ENV": "test",
             "ACK_WINDOW_SCALE": "0.005",  # a P1 case's 10 minutes become 3 seconds
             "OFFER_SWEEP_INTERVAL_S": "0.2",
         },
-    )
-    try:
-        stack.start()
+    ) as stack:
         yield stack
-    finally:
-        stack.stop()
 
 
 @pytest.fixture

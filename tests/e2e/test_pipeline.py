@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import json
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
@@ -17,8 +16,7 @@ import pytest
 
 from shared.contracts import HardshipReport
 from shared.devstack import DevStack
-from shared.embedded import free_port
-from tests.support import RecordingServer, bearer, wait_for
+from tests.support import RecordingServer, bearer, free_ports, started_stack, wait_for
 
 EXAMPLE: dict[str, Any] = HardshipReport.model_json_schema()["examples"][0]
 HOME = (30.5801, 114.2734)  # 江汉区, division 420103
@@ -89,28 +87,20 @@ async def wechat() -> AsyncIterator[RecordingServer]:
 def stack(
     amqp_url: str, mongo_url: str, wechat: RecordingServer, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[DevStack]:
-    var = tmp_path_factory.mktemp("var")
-    registry = var / "registry.json"
-    registry.write_text(json.dumps(REGISTRY, ensure_ascii=False), encoding="utf-8")
-    stack = DevStack(
-        var_dir=var,
-        registry_file=registry,
-        ports={"intake": free_port(), "matching": free_port(), "notify": free_port()},
-        env={
+    with started_stack(
+        tmp_path_factory.mktemp("var"),
+        REGISTRY,
+        free_ports("intake", "matching", "notify"),
+        {
             "AMQP_URL": amqp_url,
             "MONGO_URL": mongo_url,
             "MONGO_DB": f"e2e_{uuid.uuid4().hex[:8]}",
-            "CARERELAY_ENV": "test",
             # Fifty reports at once and their status polls outrun the default 100/s per key.
             "RATE_LIMIT_PER_KEY": "10000/second",
             "WECHAT_WORK_WEBHOOK_URL": f"{wechat.url}/cgi-bin/webhook/send?key=team",
         },
-    )
-    try:
-        stack.start()
+    ) as stack:
         yield stack
-    finally:
-        stack.stop()
 
 
 @pytest.fixture

@@ -22,10 +22,9 @@ from pymongo import AsyncMongoClient
 
 from shared.contracts import HardshipReport
 from shared.devstack import DevStack
-from shared.embedded import free_port
 from shared.storage import Document
 from shared.topology import ALL_ROUTES, EVENTS, INTAKE_REPORTS
-from tests.support import Recorded, RecordingServer, bearer, wait_for
+from tests.support import Recorded, RecordingServer, bearer, free_ports, started_stack, wait_for
 
 EXAMPLE: dict[str, Any] = HardshipReport.model_json_schema()["examples"][0]
 RUN = uuid.uuid4().int % 10_000
@@ -127,21 +126,17 @@ def stack(
     servers: dict[str, RecordingServer],
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[DevStack]:
-    var = tmp_path_factory.mktemp("var")
-    registry = var / "registry.json"
-    registry.write_text(json.dumps(REGISTRY, ensure_ascii=False), encoding="utf-8")
-    ports = {"intake": free_port(), "matching": free_port(), "notify": free_port()}
+    ports = free_ports("intake", "matching", "notify")
     callbacks = {EXAMPLE["source"]: {"url": f"{servers['hotline'].url}/cb", "secret": "whsec_"
                  "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"}}  # fmt: skip
-    stack = DevStack(
-        var_dir=var,
-        registry_file=registry,
-        ports=ports,
-        env={
+    with started_stack(
+        tmp_path_factory.mktemp("var"),
+        REGISTRY,
+        ports,
+        {
             "AMQP_URL": amqp_url,
             "MONGO_URL": mongo_url,
             "MONGO_DB": f"privacy_{uuid.uuid4().hex[:8]}",
-            "CARERELAY_ENV": "test",
             "LOG_LEVEL": "INFO",  # what production runs
             "MATCHING_PUBLIC_URL": f"http://127.0.0.1:{ports['matching']}",
             "WECHAT_WORK_WEBHOOK_URL": f"{servers['wechat'].url}/cgi-bin/webhook/send?key=team",
@@ -150,12 +145,8 @@ def stack(
             "CALL_CENTRE_URL": f"{servers['calls'].url}/v1/call-tasks",
             "HOTLINE_CALLBACKS": json.dumps(callbacks),
         },
-    )
-    try:
-        stack.start()
+    ) as stack:
         yield stack
-    finally:
-        stack.stop()
 
 
 def logs_leaks(log_dir: Path) -> dict[str, list[str]]:

@@ -6,8 +6,8 @@ import asyncio
 import copy
 import json
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -97,30 +97,31 @@ async def publish(amqp: aio_pika.abc.AbstractRobustConnection, body: bytes) -> N
     await channel.close()
 
 
-async def start(
-    db: AsyncDatabase[Document],
-    helpers: list[HelperRecord],
-    amqp_url: str,
-    mongo_url: str,
-    db_name: str,
-) -> MatchingSettings:
-    await upsert_helpers(db, helpers, utcnow(), PERSON_SECRET)
-    return MatchingSettings(**service_env(amqp_url, mongo_url, db_name))  # type: ignore[arg-type]
+StartMatching = Callable[..., AbstractAsyncContextManager[httpx.AsyncClient]]
+
+
+@pytest.fixture
+def matching_with(
+    db: AsyncDatabase[Document], amqp_url: str, mongo_url: str, db_name: str
+) -> StartMatching:
+    """Starts matching over the given registry (settings overridden by keyword)."""
+
+    @asynccontextmanager
+    async def start(helpers: list[HelperRecord], **env: str) -> AsyncIterator[httpx.AsyncClient]:
+        await upsert_helpers(db, helpers, utcnow(), PERSON_SECRET)
+        values = service_env(amqp_url, mongo_url, db_name) | env
+        async with running(build_app(MatchingSettings(**values))) as client:  # type: ignore[arg-type]
+            yield client
+
+    return start
 
 
 @pytest.fixture
 async def matching(
-    db: AsyncDatabase[Document],
-    amqp_url: str,
-    mongo_url: str,
-    db_name: str,
-    listener: EventListener,
+    matching_with: StartMatching, listener: EventListener
 ) -> AsyncIterator[httpx.AsyncClient]:
     await listener.bind("case.*")
-    settings = await start(
-        db, [volunteer("near", 1.0), volunteer("far", 3.0), DESK], amqp_url, mongo_url, db_name
-    )
-    async with running(build_app(settings)) as client:
+    async with matching_with([volunteer("near", 1.0), volunteer("far", 3.0), DESK]) as client:
         yield client
 
 
@@ -211,21 +212,6 @@ async def test_unreadable_event_is_dead_lettered(
 # through matching: real broker, real database, answers and resolutions over AMQP and HTTP.
 
 
-@asynccontextmanager
-async def matching_with(
-    db: AsyncDatabase[Document],
-    amqp_url: str,
-    mongo_url: str,
-    db_name: str,
-    helpers: list[HelperRecord],
-    **env: str,
-) -> AsyncIterator[httpx.AsyncClient]:
-    await upsert_helpers(db, helpers, utcnow(), PERSON_SECRET)
-    values = service_env(amqp_url, mongo_url, db_name) | env
-    async with running(build_app(MatchingSettings(**values))) as client:  # type: ignore[arg-type]
-        yield client
-
-
 async def new_report(db: AsyncDatabase[Document], **changes: Any) -> HardshipReported:
     """A case as intake stores it: the example report with `section__field` changes."""
     body = copy.deepcopy(EXAMPLE)
@@ -267,9 +253,7 @@ def off_duty_now() -> list[Availability]:
 
 async def test_blind_person_alone_in_lockdown_gets_the_nearest_volunteer_on_duty_with_room(
     db: AsyncDatabase[Document],
-    amqp_url: str,
-    mongo_url: str,
-    db_name: str,
+    matching_with: StartMatching,
     amqp: aio_pika.abc.AbstractRobustConnection,
     listener: EventListener,
 ) -> None:
@@ -281,7 +265,7 @@ async def test_blind_person_alone_in_lockdown_gets_the_nearest_volunteer_on_duty
         volunteer("further", 2.8),
         DESK,
     ]
-    async with matching_with(db, amqp_url, mongo_url, db_name, helpers):
+    async with matching_with(helpers):
         event = await new_report(db, person__lives_alone=True, need="medicine")
         await publish(amqp, event.model_dump_json().encode())
         [assigned] = await listener.wait("case.assigned", event.case_id)
@@ -298,17 +282,13 @@ async def test_blind_person_alone_in_lockdown_gets_the_nearest_volunteer_on_duty
 
 async def test_deaf_person_needing_a_doctor_escort_is_offered_only_to_a_signing_volunteer(
     db: AsyncDatabase[Document],
-    amqp_url: str,
-    mongo_url: str,
-    db_name: str,
+    matching_with: StartMatching,
     amqp: aio_pika.abc.AbstractRobustConnection,
     listener: EventListener,
 ) -> None:
     await listener.bind("case.*")
     signer = volunteer("signs", 3.5).model_copy(update={"skills": ["sign_language"]})
-    async with matching_with(
-        db, amqp_url, mongo_url, db_name, [volunteer("speaks", 0.2), signer, DESK]
-    ):
+    async with matching_with([volunteer("speaks", 0.2), signer, DESK]):
         event = await new_report(
             db, need="medical_care", person__disability={"category": "hearing", "grade": 2}
         )
@@ -324,9 +304,7 @@ async def test_deaf_person_needing_a_doctor_escort_is_offered_only_to_a_signing_
 
 async def test_low_income_family_needing_dibao_goes_to_the_civil_affairs_office_of_its_county(
     db: AsyncDatabase[Document],
-    amqp_url: str,
-    mongo_url: str,
-    db_name: str,
+    matching_with: StartMatching,
     amqp: aio_pika.abc.AbstractRobustConnection,
     listener: EventListener,
 ) -> None:
@@ -342,9 +320,7 @@ async def test_low_income_family_needing_dibao_goes_to_the_civil_affairs_office_
         )
         for county in ("420103", "420106")
     ]
-    async with matching_with(
-        db, amqp_url, mongo_url, db_name, [volunteer("near", 0.1), *offices, DESK]
-    ):
+    async with matching_with([volunteer("near", 0.1), *offices, DESK]):
         event = await new_report(
             db,
             need="benefits",
@@ -364,9 +340,7 @@ async def test_low_income_family_needing_dibao_goes_to_the_civil_affairs_office_
 
 async def test_the_paired_cadre_is_offered_the_case_before_a_nearer_volunteer(
     db: AsyncDatabase[Document],
-    amqp_url: str,
-    mongo_url: str,
-    db_name: str,
+    matching_with: StartMatching,
     amqp: aio_pika.abc.AbstractRobustConnection,
     listener: EventListener,
 ) -> None:
@@ -377,9 +351,7 @@ async def test_the_paired_cadre_is_offered_the_case_before_a_nearer_volunteer(
         name="李干部",
         paired_with=[EXAMPLE["person"]["phone"]],
     )
-    async with matching_with(
-        db, amqp_url, mongo_url, db_name, [volunteer("next-door", 0.05), cadre, DESK]
-    ):
+    async with matching_with([volunteer("next-door", 0.05), cadre, DESK]):
         event = await new_report(db)
         await publish(amqp, event.model_dump_json().encode())
         [assigned] = await listener.wait("case.assigned", event.case_id)
@@ -394,9 +366,7 @@ async def test_the_paired_cadre_is_offered_the_case_before_a_nearer_volunteer(
 
 async def test_three_declines_send_the_case_to_the_agency_then_the_duty_desk_and_the_view_shows_why(
     db: AsyncDatabase[Document],
-    amqp_url: str,
-    mongo_url: str,
-    db_name: str,
+    matching_with: StartMatching,
     amqp: aio_pika.abc.AbstractRobustConnection,
     listener: EventListener,
 ) -> None:
@@ -410,7 +380,7 @@ async def test_three_declines_send_the_case_to_the_agency_then_the_duty_desk_and
         capacity=100,
     )
     helpers = [volunteer("v1", 0.5), volunteer("v2", 1.0), volunteer("v3", 1.5), health, DESK]
-    async with matching_with(db, amqp_url, mongo_url, db_name, helpers):
+    async with matching_with(helpers):
         event = await new_report(db)
         await publish(amqp, event.model_dump_json().encode())
         for n in range(1, 5):
@@ -460,16 +430,14 @@ async def test_three_declines_send_the_case_to_the_agency_then_the_duty_desk_and
 
 async def test_an_offer_not_answered_in_its_window_times_out_and_the_next_volunteer_is_asked(
     db: AsyncDatabase[Document],
-    amqp_url: str,
-    mongo_url: str,
-    db_name: str,
+    matching_with: StartMatching,
     amqp: aio_pika.abc.AbstractRobustConnection,
     listener: EventListener,
 ) -> None:
     await listener.bind("case.*")
     helpers = [volunteer("near", 0.5), volunteer("next", 1.0), DESK]
     fast = {"ACK_WINDOW_SCALE": "0.002", "OFFER_SWEEP_INTERVAL_S": "0.2"}  # P1: 10 min -> 1.2 s
-    async with matching_with(db, amqp_url, mongo_url, db_name, helpers, **fast):
+    async with matching_with(helpers, **fast):
         event = await new_report(db)
         await publish(amqp, event.model_dump_json().encode())
         [first] = await listener.wait("case.assigned", event.case_id)
@@ -485,16 +453,12 @@ async def test_an_offer_not_answered_in_its_window_times_out_and_the_next_volunt
 
 async def test_the_helper_accepts_and_resolves_through_the_signed_link_and_the_loop_closes(
     db: AsyncDatabase[Document],
-    amqp_url: str,
-    mongo_url: str,
-    db_name: str,
+    matching_with: StartMatching,
     amqp: aio_pika.abc.AbstractRobustConnection,
     listener: EventListener,
 ) -> None:
     await listener.bind("case.*")
-    async with matching_with(
-        db, amqp_url, mongo_url, db_name, [volunteer("near", 0.5), DESK]
-    ) as api:
+    async with matching_with([volunteer("near", 0.5), DESK]) as api:
         event = await new_report(db)
         await publish(amqp, event.model_dump_json().encode())
         [assigned] = await listener.wait("case.assigned", event.case_id)
@@ -526,14 +490,12 @@ async def test_the_helper_accepts_and_resolves_through_the_signed_link_and_the_l
 
 async def test_the_duty_desk_resolves_an_escalated_case_over_amqp_and_a_repeat_does_nothing(
     db: AsyncDatabase[Document],
-    amqp_url: str,
-    mongo_url: str,
-    db_name: str,
+    matching_with: StartMatching,
     amqp: aio_pika.abc.AbstractRobustConnection,
     listener: EventListener,
 ) -> None:
     await listener.bind("case.*")
-    async with matching_with(db, amqp_url, mongo_url, db_name, [DESK]):
+    async with matching_with([DESK]):
         event = await new_report(db)
         await publish(amqp, event.model_dump_json().encode())
         await listener.wait("case.escalated", event.case_id)
@@ -554,15 +516,13 @@ async def test_the_duty_desk_resolves_an_escalated_case_over_amqp_and_a_repeat_d
 
 async def test_a_helper_added_to_the_registry_is_offered_the_next_case_and_metrics_show_it(
     db: AsyncDatabase[Document],
-    amqp_url: str,
-    mongo_url: str,
-    db_name: str,
+    matching_with: StartMatching,
     amqp: aio_pika.abc.AbstractRobustConnection,
     listener: EventListener,
 ) -> None:
     await listener.bind("case.*")
     settings = {"CASE_COUNT_INTERVAL_S": "0.2", "REGISTRY_REFRESH_S": "3600"}
-    async with matching_with(db, amqp_url, mongo_url, db_name, [DESK], **settings) as api:
+    async with matching_with([DESK], **settings) as api:
         added = Registry(helpers=[volunteer("newcomer", 0.4)]).model_dump(mode="json")
         hotline, _ = await issue_key(db)
         refused = await api.put("/v1/registry/helpers", json=added, headers=bearer(hotline))

@@ -23,7 +23,7 @@ from shared.embedded import free_port, wait_for_port
 from shared.topology import EVENTS, INTAKE_REPORTS
 from tests.ops.catalogue import PROMETHEUS_DIR, debian_tool
 from tests.ops.test_dashboard import as_prometheus_sees_it, expressions
-from tests.support import wait_for
+from tests.support import free_ports, started_stack, wait_for
 
 EXAMPLE: dict[str, Any] = HardshipReport.model_json_schema()["examples"][0]
 SERVICES = ("intake", "matching", "notify")
@@ -44,25 +44,17 @@ REGISTRY = {
 def stack(
     amqp_url: str, mongo_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[DevStack]:
-    var = tmp_path_factory.mktemp("var")
-    registry = var / "registry.json"
-    registry.write_text(json.dumps(REGISTRY, ensure_ascii=False), encoding="utf-8")
-    stack = DevStack(
-        var_dir=var,
-        registry_file=registry,
-        ports={service: free_port() for service in SERVICES},
-        env={
+    with started_stack(
+        tmp_path_factory.mktemp("var"),
+        REGISTRY,
+        free_ports(*SERVICES),
+        {
             "AMQP_URL": amqp_url,
             "MONGO_URL": mongo_url,
             "MONGO_DB": f"ops_{uuid.uuid4().hex[:8]}",
-            "CARERELAY_ENV": "test",
         },
-    )
-    try:
-        stack.start()
+    ) as stack:
         yield stack
-    finally:
-        stack.stop()
 
 
 def config_for(stack: DevStack) -> dict[str, Any]:

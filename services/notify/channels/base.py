@@ -7,6 +7,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, Protocol
 
+import httpx
+from pydantic import SecretStr
+
 # What a channel reaches: planning picks channels by this, never by name.
 Reaches = Literal["phone", "email", "group", "webhook", "hotline", "log"]
 Medium = Literal["text", "voice"]
@@ -81,3 +84,25 @@ def http_failure(status: int) -> SendResult:
     return SendResult(
         ok=False, error=f"http_{status}", retryable=status >= 500 or status in (408, 429)
     )
+
+
+async def post(
+    client: httpx.AsyncClient, url: str, *, fail_from: int = 400, **request: Any
+) -> httpx.Response | SendResult:
+    """POST once: a transport error (retryable) or an error answer comes back as the failed
+    SendResult; anything else is the response for the channel to read."""
+    try:
+        response = await client.post(url, **request)
+    except httpx.HTTPError as exc:
+        return SendResult(ok=False, error=type(exc).__name__, retryable=True)
+    if response.status_code >= fail_from:
+        return http_failure(response.status_code)
+    return response
+
+
+def gateway_headers(idempotency_key: str, token: SecretStr | None) -> dict[str, str]:
+    """What an HTTP gateway of ours is sent: the idempotency key, and its bearer token if set."""
+    headers = {"Idempotency-Key": idempotency_key}
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token.get_secret_value()}"
+    return headers

@@ -20,7 +20,7 @@ import httpx
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from .base import ChannelInfo, OutboundMessage, SendResult, http_failure
+from .base import ChannelInfo, OutboundMessage, SendResult, gateway_headers, post
 from .signing import tc3_authorization
 
 DEFAULT_TEMPLATES = Path(__file__).parents[1] / "templates" / "sms.toml"
@@ -115,16 +115,10 @@ class GenericSmsChannel:
         }
 
     async def send(self, message: OutboundMessage) -> SendResult:
-        headers = {"Idempotency-Key": message.idempotency_key}
-        if self._settings.sms_gateway_token is not None:
-            token = self._settings.sms_gateway_token.get_secret_value()
-            headers["Authorization"] = f"Bearer {token}"
-        try:
-            response = await self._client.post(self._url, json=self.body(message), headers=headers)
-        except httpx.HTTPError as exc:
-            return SendResult(ok=False, error=type(exc).__name__, retryable=True)
-        if response.status_code >= 400:
-            return http_failure(response.status_code)
+        headers = gateway_headers(message.idempotency_key, self._settings.sms_gateway_token)
+        response = await post(self._client, self._url, json=self.body(message), headers=headers)
+        if isinstance(response, SendResult):
+            return response
         try:
             message_id = str(response.json()["message_id"])
         except (ValueError, KeyError, TypeError):
@@ -197,14 +191,10 @@ class TencentSmsChannel:
             "X-TC-Version": TENCENT_VERSION,
             "X-TC-Region": s.tencent_sms_region,
         }
-        try:
-            response = await self._client.post(
-                s.tencent_sms_endpoint, content=payload, headers=headers
-            )
-        except httpx.HTTPError as exc:
-            return SendResult(ok=False, error=type(exc).__name__, retryable=True)
-        if response.status_code >= 400:
-            return http_failure(response.status_code)
+        endpoint = s.tencent_sms_endpoint
+        response = await post(self._client, endpoint, content=payload, headers=headers)
+        if isinstance(response, SendResult):
+            return response
         try:
             answer = response.json()["Response"]
             error = answer.get("Error")

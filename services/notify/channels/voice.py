@@ -6,7 +6,7 @@ import httpx
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from .base import ChannelInfo, OutboundMessage, SendResult, http_failure
+from .base import ChannelInfo, OutboundMessage, SendResult, gateway_headers, post
 from .sms import e164
 
 
@@ -59,17 +59,10 @@ class VoiceChannel:
         }
 
     async def send(self, message: OutboundMessage) -> SendResult:
-        headers = {"Idempotency-Key": message.idempotency_key}
-        if self._settings.call_centre_token is not None:
-            headers["Authorization"] = (
-                f"Bearer {self._settings.call_centre_token.get_secret_value()}"
-            )
-        try:
-            response = await self._client.post(self._url, json=self.body(message), headers=headers)
-        except httpx.HTTPError as exc:
-            return SendResult(ok=False, error=type(exc).__name__, retryable=True)
-        if response.status_code >= 400:
-            return http_failure(response.status_code)
+        headers = gateway_headers(message.idempotency_key, self._settings.call_centre_token)
+        response = await post(self._client, self._url, json=self.body(message), headers=headers)
+        if isinstance(response, SendResult):
+            return response
         try:
             task_id = str(response.json().get("task_id") or message.idempotency_key)
         except ValueError:

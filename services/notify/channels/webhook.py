@@ -17,7 +17,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.contracts import HotlineStatusCallback
 
-from .base import ChannelInfo, OutboundMessage, SendResult, http_failure
+from .base import ChannelInfo, OutboundMessage, SendResult, post
 from .signing import webhook_headers, webhook_key
 
 
@@ -69,14 +69,10 @@ class WebhookSettings(BaseSettings):
 async def _post_signed(
     client: httpx.AsyncClient, url: str, secret: str, msg_id: str, body: bytes, now: int
 ) -> SendResult:
-    try:
-        response = await client.post(
-            url, content=body, headers=webhook_headers(secret, msg_id, now, body)
-        )
-    except httpx.HTTPError as exc:
-        return SendResult(ok=False, error=type(exc).__name__, retryable=True)
-    if response.status_code >= 300:
-        return http_failure(response.status_code)
+    headers = webhook_headers(secret, msg_id, now, body)
+    response = await post(client, url, fail_from=300, content=body, headers=headers)
+    if isinstance(response, SendResult):
+        return response
     return SendResult(ok=True, provider_id=f"webhook:{msg_id}")
 
 

@@ -6,7 +6,7 @@ import httpx
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from .base import ChannelInfo, OutboundMessage, SendResult, http_failure, truncate_utf8
+from .base import ChannelInfo, OutboundMessage, SendResult, post, truncate_utf8
 
 TEXT_LIMIT = 2048  # bytes, WeChat Work group-robot text messages
 MARKDOWN_LIMIT = 4096
@@ -53,12 +53,9 @@ class WeChatWorkChannel:
         return {"msgtype": "text", "text": text}
 
     async def send(self, message: OutboundMessage) -> SendResult:
-        try:
-            response = await self._client.post(message.recipient, json=self.body(message))
-        except httpx.HTTPError as exc:
-            return SendResult(ok=False, error=type(exc).__name__, retryable=True)
-        if response.status_code >= 400:
-            return http_failure(response.status_code)
+        response = await post(self._client, message.recipient, json=self.body(message))
+        if isinstance(response, SendResult):
+            return response
         try:
             errcode = int(response.json().get("errcode", -1))
         except ValueError:
